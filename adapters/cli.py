@@ -1,0 +1,90 @@
+"""The ``elevate`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import isodate
+
+
+def _duration(text: str):  # type: ignore[no-untyped-def]
+    try:
+        return isodate.parse_duration(text)
+    except (isodate.ISO8601Error, ValueError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 duration (example: PT1S, PT30M)"
+        ) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="elevate",
+        description="Time-limited local admin rights, requested and approved in Teams or Slack.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("serve", help="run the bot with the configuration from ELEVATE_* variables")
+
+    sb = sub.add_parser(
+        "sandbox",
+        help="run the local stand-in tenant (Graph, Entra, Teams, Slack)",
+        description="Run the local tenant; prints one JSON ready line with the bot's env.",
+    )
+    sb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sb.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
+    sb.add_argument("--tenant", type=Path, help="tenant file (JSON); default: the demo tenant")
+    sb.add_argument("--state-dir", type=Path, help="where ca.pem and state go (default: a temp dir)")
+    sb.add_argument(
+        "--delivery-delay",
+        type=_duration,
+        default="PT1S",
+        help="ISO 8601 delay of each asynchronous step of a request (default PT1S)",
+    )
+    sb.add_argument("--bot-url", help="where the bot listens, for /_sandbox/teams|slack delivery")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``elevate`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "sandbox":
+        return _sandbox(args)
+    if args.command == "serve":
+        from adapters.server import serve
+
+        return serve()
+    parser.print_help()
+    return 2
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from sandbox.server import run
+
+    if args.tenant is not None and not args.tenant.is_file():
+        print(f"elevate sandbox: tenant file {args.tenant} does not exist", file=sys.stderr)
+        return 2
+    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="elevate-sandbox-"))
+    delay = args.delivery_delay
+    if isinstance(delay, str):
+        delay = isodate.parse_duration(delay)
+    try:
+        run(
+            host=args.host,
+            port=args.port,
+            tenant_file=args.tenant,
+            state_dir=state_dir,
+            delivery_delay=delay,
+            bot_url=args.bot_url,
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

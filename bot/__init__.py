@@ -1,0 +1,1 @@
+"""The core of Elevate: domain, commands, use cases, ports, Graph service, store, schedulers."""

@@ -1,0 +1,9 @@
+"""Placeholder until implemented."""
+
+from aiohttp import web
+
+from sandbox.state import SandboxState
+
+
+def register(app: web.Application, state: SandboxState) -> None:
+    """Register routes."""
