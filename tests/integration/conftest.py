@@ -1,0 +1,240 @@
+"""Shared fixtures for integration tests against the sandbox, over real HTTPS with real SDKs.
+
+Fixtures
+--------
+``sandbox``        a started ``ThreadedSandbox`` on the demo tenant (delivery delay 200 ms).
+``make_sandbox``   factory ``make_sandbox(tenant=None, **kwargs) -> ThreadedSandbox`` for custom
+                   tenants or options; every sandbox it starts is stopped after the test.
+``ready_env``      the ready line's ``env`` dict of ``sandbox``.
+``ca_path``        path (str) of ``sandbox``'s ``ca.pem``.
+``ssl_context``    an ``ssl.SSLContext`` trusting that CA only.
+``app_graph``      async: a ``msgraph.GraphServiceClient`` with an app-only credential
+                   (azure-identity aio ``ClientSecretCredential``) against ``sandbox``.
+
+Helpers (import them: ``from tests.integration.conftest import user_token, ...``)
+--------------------------------------------------------------------------------
+``user_token(sb, upn, scopes)``       real MSAL auth-code + PKCE sign-in; the MSAL result dict.
+``app_token(sb)``                     real MSAL client-credentials token; the MSAL result dict.
+``msal_app(sb)``                      a ``ConfidentialClientApplication`` for the tenant's app.
+``requests_session(sb)``              a ``requests.Session`` trusting only the sandbox CA.
+``sandbox_ssl_context(sb)``           the ``ssl.SSLContext`` behind the ``ssl_context`` fixture.
+``graph_client(sb, credential)``      async context manager yielding a ``GraphServiceClient``.
+``StaticTokenCredential(token)``      azure.core ``AsyncTokenCredential`` returning one token.
+``tenant_with(**changes)``            the demo tenant with the first app's permissions changed.
+
+MSAL and ``requests`` are blocking: call them with ``asyncio.to_thread`` from async tests.
+Trust is explicit everywhere (``trust_env=False``): this host sets ``REQUESTS_CA_BUNDLE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import msal
+import pytest
+import requests
+from azure.core.credentials import AccessToken
+from azure.identity.aio import ClientSecretCredential
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from sandbox.server import ThreadedSandbox
+from sandbox.tenant import Tenant, demo_tenant
+
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
+REDIRECT_URI = "http://localhost/cb"
+DELIVERY_DELAY = timedelta(milliseconds=200)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def tenant_with(
+    *,
+    application: Sequence[str] | None = None,
+    delegated: Sequence[str] | None = None,
+    entitlement_roles: Sequence[str] | None = None,
+) -> Tenant:
+    """The demo tenant with its app's application/delegated permissions (or roles) replaced."""
+    tenant = demo_tenant()
+    app = tenant.apps[0]
+    if application is not None:
+        app.application_permissions = list(application)
+    if delegated is not None:
+        app.delegated_permissions = list(delegated)
+    if entitlement_roles is not None:
+        app.entitlement_roles = list(entitlement_roles)
+    return tenant
+
+
+def sandbox_ssl_context(sb: ThreadedSandbox) -> ssl.SSLContext:
+    """An SSL context trusting the sandbox's CA and nothing else."""
+    return ssl.create_default_context(cafile=sb.ready["ca_bundle"])
+
+
+def requests_session(sb: ThreadedSandbox) -> requests.Session:
+    """A ``requests`` session that ignores the environment and trusts only the sandbox CA."""
+    session = requests.Session()
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides verify
+    session.verify = sb.ready["ca_bundle"]
+    return session
+
+
+def msal_app(
+    sb: ThreadedSandbox, *, client_id: str | None = None, secret: str | None = None
+) -> msal.ConfidentialClientApplication:
+    """MSAL's confidential client for the sandbox tenant's first app (or the given one)."""
+    env = sb.ready["env"]
+    return msal.ConfidentialClientApplication(
+        client_id or env["ELEVATE_CLIENT_ID"],
+        client_credential=secret or env["ELEVATE_CLIENT_SECRET"],
+        authority=f"{sb.ready['base_url']}/{sb.ready['tenant_id']}",
+        instance_discovery=False,
+        http_client=requests_session(sb),
+    )
+
+
+def authorize_code(
+    sb: ThreadedSandbox, app: msal.ConfidentialClientApplication, upn: str, scopes: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Start MSAL's auth-code flow for ``upn`` and follow ``authorize``; (flow, redirect query)."""
+    flow = app.initiate_auth_code_flow(list(scopes), redirect_uri=REDIRECT_URI, login_hint=upn)
+    response = requests_session(sb).get(flow["auth_uri"], allow_redirects=False, timeout=10)
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT_URI), location
+    return flow, dict(parse_qsl(urlsplit(location).query))
+
+
+def user_token(
+    sb: ThreadedSandbox,
+    upn: str,
+    scopes: Sequence[str] = ("User.Read",),
+    *,
+    app: msal.ConfidentialClientApplication | None = None,
+) -> dict[str, Any]:
+    """Sign ``upn`` in for real (auth code + PKCE through MSAL); MSAL's result dict.
+
+    Scopes are Graph scopes without the resource prefix (``User.Read``) or
+    ``https://graph.microsoft.com/.default``.  Blocking: use ``asyncio.to_thread``.
+    """
+    app = app or msal_app(sb)
+    flow, query = authorize_code(sb, app, upn, scopes)
+    result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, query)
+    assert "access_token" in result, result
+    return result
+
+
+def app_token(sb: ThreadedSandbox) -> dict[str, Any]:
+    """An app-only Graph token via MSAL client credentials; MSAL's result dict (blocking)."""
+    result: dict[str, Any] = msal_app(sb).acquire_token_for_client([GRAPH_DEFAULT_SCOPE])
+    assert "access_token" in result, result
+    return result
+
+
+class StaticTokenCredential:
+    """An azure.core ``AsyncTokenCredential`` that always returns the same bearer token."""
+
+    def __init__(self, token: str, expires_in: int = 3600) -> None:
+        self._token = AccessToken(token, int(time.time()) + expires_in)
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        """The fixed token, whatever the scopes."""
+        return self._token
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> StaticTokenCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def graph_client(
+    sb: ThreadedSandbox, credential: Any, *, version: str = "v1.0"
+) -> AsyncIterator[GraphServiceClient]:
+    """A ``GraphServiceClient`` on ``sb`` authenticating with ``credential``; closes its client."""
+    http = httpx.AsyncClient(verify=sandbox_ssl_context(sb), trust_env=False, timeout=30)
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_DEFAULT_SCOPE])
+    adapter = GraphRequestAdapter(
+        auth, client=GraphClientFactory.create_with_default_middleware(client=http)
+    )
+    adapter.base_url = f"{sb.ready['base_url']}/{version}"
+    try:
+        yield GraphServiceClient(request_adapter=adapter)
+    finally:
+        await http.aclose()
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_sandbox(tmp_path: Path) -> Iterator[Callable[..., ThreadedSandbox]]:
+    """Factory: ``make_sandbox(tenant=None, **kwargs)`` starts a sandbox, stopped after the test."""
+    started: list[ThreadedSandbox] = []
+
+    def start(tenant: Tenant | None = None, **kwargs: Any) -> ThreadedSandbox:
+        kwargs.setdefault("delivery_delay", DELIVERY_DELAY)
+        sb = ThreadedSandbox(tmp_path / f"sandbox-{len(started)}", tenant=tenant, **kwargs)
+        sb.__enter__()
+        started.append(sb)
+        return sb
+
+    yield start
+    for sb in reversed(started):
+        sb.__exit__(None, None, None)
+
+
+@pytest.fixture
+def sandbox(make_sandbox: Callable[..., ThreadedSandbox]) -> ThreadedSandbox:
+    """A running sandbox on the demo tenant (its own loop in a thread)."""
+    return make_sandbox()
+
+
+@pytest.fixture
+def ready_env(sandbox: ThreadedSandbox) -> dict[str, str]:
+    """The ``env`` of ``sandbox``'s ready line."""
+    return dict(sandbox.ready["env"])
+
+
+@pytest.fixture
+def ca_path(sandbox: ThreadedSandbox) -> str:
+    """Path of ``sandbox``'s CA certificate (PEM)."""
+    return str(sandbox.ready["ca_bundle"])
+
+
+@pytest.fixture
+def ssl_context(sandbox: ThreadedSandbox) -> ssl.SSLContext:
+    """An SSL context trusting only ``sandbox``'s CA."""
+    return sandbox_ssl_context(sandbox)
+
+
+@pytest.fixture
+async def app_graph(sandbox: ThreadedSandbox) -> AsyncIterator[GraphServiceClient]:
+    """A ``GraphServiceClient`` with an app-only ``ClientSecretCredential`` on ``sandbox``."""
+    env = sandbox.ready["env"]
+    credential = ClientSecretCredential(
+        env["ELEVATE_TENANT_ID"],
+        env["ELEVATE_CLIENT_ID"],
+        env["ELEVATE_CLIENT_SECRET"],
+        authority=env["ELEVATE_AUTHORITY_URL"],
+        connection_verify=env["ELEVATE_CA_BUNDLE"],
+        disable_instance_discovery=True,
+    )
+    async with credential, graph_client(sandbox, credential) as client:
+        yield client
