@@ -22,7 +22,7 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from sandbox.errors import graph_errors
-from sandbox.state import SandboxState, fault_middleware
+from sandbox.state import STATE_KEY, SandboxState, fault_middleware
 from sandbox.tenant import Tenant, demo_tenant, load_tenant
 
 TICK_SECONDS = 0.1
@@ -36,7 +36,7 @@ def build_app(state: SandboxState) -> web.Application:
     app = web.Application(
         middlewares=[fault_middleware(state), graph_errors], client_max_size=8 * 1024**2
     )
-    app["state"] = state
+    app[STATE_KEY] = state
     for module in (authority, directory, entitlement, batch, intune, control):
         module.register(app, state)
     _register_optional(app, state)

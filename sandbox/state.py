@@ -90,6 +90,10 @@ class SandboxState:
         return None
 
 
+# The state on the aiohttp app (``request.app[STATE_KEY]``); a str key warns (NotAppKeyWarning).
+STATE_KEY = web.AppKey("state", SandboxState)
+
+
 def throttled_response(retry_after: int | None) -> web.Response:
     """Graph's 429 answer (spec/graph.md §8.2)."""
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
