@@ -15,8 +15,9 @@ Helpers (import them: ``from tests.integration.conftest import user_token, ...``
 --------------------------------------------------------------------------------
 ``user_token(sb, upn, scopes)``       real MSAL auth-code + PKCE sign-in; the MSAL result dict.
 ``app_token(sb)``                     real MSAL client-credentials token; the MSAL result dict.
-``msal_app(sb)``                      a ``ConfidentialClientApplication`` for the tenant's app.
-``requests_session(sb)``              a ``requests.Session`` trusting only the sandbox CA.
+``msal_app(sb)``                      context manager: a ``ConfidentialClientApplication``.
+``requests_session(sb)``              a ``requests.Session`` trusting only the sandbox CA
+                                      (close it: ``with requests_session(sb) as s``).
 ``sandbox_ssl_context(sb)``           the ``ssl.SSLContext`` behind the ``ssl_context`` fixture.
 ``graph_client(sb, credential)``      async context manager yielding a ``GraphServiceClient``.
 ``StaticTokenCredential(token)``      azure.core ``AsyncTokenCredential`` returning one token.
@@ -33,9 +34,9 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import msal
@@ -91,30 +92,60 @@ def requests_session(sb: ThreadedSandbox) -> requests.Session:
     return session
 
 
+@contextlib.contextmanager
 def msal_app(
     sb: ThreadedSandbox, *, client_id: str | None = None, secret: str | None = None
-) -> msal.ConfidentialClientApplication:
-    """MSAL's confidential client for the sandbox tenant's first app (or the given one)."""
+) -> Iterator[msal.ConfidentialClientApplication]:
+    """MSAL's confidential client for the sandbox tenant's app; closes its HTTP session after.
+
+    ``with msal_app(sb) as app: ...``.  Unclosed sessions leave TLS connections the sandbox
+    cannot shut down (ResourceWarning, an error under ``filterwarnings = error``).
+    """
     env = sb.ready["env"]
-    return msal.ConfidentialClientApplication(
-        client_id or env["ELEVATE_CLIENT_ID"],
-        client_credential=secret or env["ELEVATE_CLIENT_SECRET"],
-        authority=f"{sb.ready['base_url']}/{sb.ready['tenant_id']}",
-        instance_discovery=False,
-        http_client=requests_session(sb),
-    )
+    with requests_session(sb) as session:
+        yield msal.ConfidentialClientApplication(
+            client_id or env["ELEVATE_CLIENT_ID"],
+            client_credential=secret or env["ELEVATE_CLIENT_SECRET"],
+            authority=f"{sb.ready['base_url']}/{sb.ready['tenant_id']}",
+            instance_discovery=False,
+            http_client=session,
+        )
+
+
+class _FormFields(HTMLParser):
+    """Collects the action and hidden inputs of a ``response_mode=form_post`` page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = found.get("action", "")
+        elif tag == "input" and "name" in found:
+            self.fields[found["name"]] = found.get("value", "")
 
 
 def authorize_code(
     sb: ThreadedSandbox, app: msal.ConfidentialClientApplication, upn: str, scopes: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Start MSAL's auth-code flow for ``upn`` and follow ``authorize``; (flow, redirect query)."""
-    flow = app.initiate_auth_code_flow(list(scopes), redirect_uri=REDIRECT_URI, login_hint=upn)
-    response = requests_session(sb).get(flow["auth_uri"], allow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
-    location = response.headers["Location"]
-    assert location.startswith(REDIRECT_URI), location
-    return flow, dict(parse_qsl(urlsplit(location).query))
+    """Start MSAL's auth-code flow for ``upn`` and play the browser at ``authorize``.
+
+    Uses ``response_mode=form_post`` (MSAL warns about anything else); returns MSAL's flow and
+    the fields the page would post to the redirect URI (``code``, ``state``, …).
+    """
+    flow = app.initiate_auth_code_flow(
+        list(scopes), redirect_uri=REDIRECT_URI, login_hint=upn, response_mode="form_post"
+    )
+    with requests_session(sb) as browser:
+        response = browser.get(flow["auth_uri"], allow_redirects=False, timeout=10)
+    assert response.status_code == 200, response.text
+    form = _FormFields()
+    form.feed(response.text)
+    assert form.action == REDIRECT_URI, response.text
+    return flow, form.fields
 
 
 def user_token(
@@ -127,18 +158,22 @@ def user_token(
     """Sign ``upn`` in for real (auth code + PKCE through MSAL); MSAL's result dict.
 
     Scopes are Graph scopes without the resource prefix (``User.Read``) or
-    ``https://graph.microsoft.com/.default``.  Blocking: use ``asyncio.to_thread``.
+    ``https://graph.microsoft.com/.default``.  Pass ``app`` (from ``msal_app``) to keep the
+    account in its cache.  Blocking: use ``asyncio.to_thread``.
     """
-    app = app or msal_app(sb)
-    flow, query = authorize_code(sb, app, upn, scopes)
-    result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, query)
+    if app is None:
+        with msal_app(sb) as own:
+            return user_token(sb, upn, scopes, app=own)
+    flow, fields = authorize_code(sb, app, upn, scopes)
+    result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, fields)
     assert "access_token" in result, result
     return result
 
 
 def app_token(sb: ThreadedSandbox) -> dict[str, Any]:
     """An app-only Graph token via MSAL client credentials; MSAL's result dict (blocking)."""
-    result: dict[str, Any] = msal_app(sb).acquire_token_for_client([GRAPH_DEFAULT_SCOPE])
+    with msal_app(sb) as app:
+        result: dict[str, Any] = app.acquire_token_for_client([GRAPH_DEFAULT_SCOPE])
     assert "access_token" in result, result
     return result
 
