@@ -266,3 +266,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise GraphError(400, BAD_REQUEST, "The request body must be a JSON object.")
     return body
+
+
+def skip_offset(request: web.Request) -> int:
+    """How many items earlier pages covered (decoded ``$skiptoken``; 0 on the first page)."""
+    return _offset(request.query.get("$skiptoken"))
