@@ -1,0 +1,1 @@
+"""Slack front end (slack-bolt): translates Slack requests into core use cases."""

@@ -1,0 +1,1 @@
+"""Teams front end (botbuilder): every botbuilder import stays inside this package."""

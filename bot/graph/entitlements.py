@@ -1,0 +1,353 @@
+"""``Entitlements`` and ``Directory`` on Microsoft Graph (msgraph-sdk)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from msgraph.generated.identity_governance.entitlement_management.assignment_requests.assignment_requests_request_builder import (  # noqa: E501
+    AssignmentRequestsRequestBuilder,
+)
+from msgraph.generated.identity_governance.entitlement_management.assignment_requests.item.access_package_assignment_request_item_request_builder import (  # noqa: E501
+    AccessPackageAssignmentRequestItemRequestBuilder,
+)
+from msgraph.generated.identity_governance.entitlement_management.assignments.assignments_request_builder import (  # noqa: E501
+    AssignmentsRequestBuilder,
+)
+from msgraph.generated.models.access_package_assignment import AccessPackageAssignment
+from msgraph.generated.models.access_package_assignment_request import (
+    AccessPackageAssignmentRequest,
+)
+from msgraph.generated.models.access_package_request_type import AccessPackageRequestType
+from msgraph.generated.models.approval_stage import ApprovalStage
+from msgraph.generated.models.entitlement_management_schedule import (
+    EntitlementManagementSchedule,
+)
+from msgraph.generated.models.expiration_pattern import ExpirationPattern
+from msgraph.generated.models.expiration_pattern_type import ExpirationPatternType
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+from bot.commands import to_iso
+from bot.domain import (
+    AccessRequest,
+    ApprovalStageInfo,
+    Assignment,
+    Policy,
+    Principal,
+    RequestKind,
+)
+from bot.errors import NotFound
+from bot.graph.clients import GraphClients
+from bot.graph.convert import (
+    to_assignment,
+    to_policy,
+    to_principal,
+    to_request,
+    to_stage_info,
+)
+from bot.graph.errors import graph_call
+from bot.metrics import Metrics
+
+_TYPES = {
+    (RequestKind.ADD, True): AccessPackageRequestType.UserAdd,
+    (RequestKind.UPDATE, True): AccessPackageRequestType.UserUpdate,
+    (RequestKind.REMOVE, True): AccessPackageRequestType.UserRemove,
+    (RequestKind.ADD, False): AccessPackageRequestType.AdminAdd,
+    (RequestKind.UPDATE, False): AccessPackageRequestType.AdminUpdate,
+    (RequestKind.REMOVE, False): AccessPackageRequestType.AdminRemove,
+}
+
+
+def _odata_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _utc_text(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class GraphEntitlements:
+    """Entitlement management through the shared Graph clients."""
+
+    def __init__(self, clients: GraphClients, metrics: Metrics | None = None) -> None:
+        self._clients = clients
+        self._metrics = metrics
+        self._policy_cache: dict[str, Policy] = {}
+        self._package_names: dict[str, str] = {}
+
+    @property
+    def _em(self) -> Any:
+        return self._clients.app.identity_governance.entitlement_management
+
+    def _em_as(self, principal_id: str | None) -> Any:
+        client = self._clients.app if principal_id is None else self._clients.for_user(principal_id)
+        return client.identity_governance.entitlement_management
+
+    async def get_policy(self, policy_id: str) -> Policy:
+        """An assignment policy (cached for the process; policies change rarely)."""
+        cached = self._policy_cache.get(policy_id)
+        if cached is not None:
+            return cached
+        builder = self._em.assignment_policies.by_access_package_assignment_policy_id(policy_id)
+        config = RequestConfiguration(
+            query_parameters=builder.AccessPackageAssignmentPolicyItemRequestBuilderGetQueryParameters(
+                expand=["accessPackage"]
+            )
+        )
+        raw = await graph_call("get_policy", builder.get(request_configuration=config), self._metrics)
+        if raw is None:
+            raise NotFound(f"The assignment policy {policy_id} does not exist.")
+        policy = to_policy(raw, "")
+        self._policy_cache[policy_id] = policy
+        return policy
+
+    async def list_policies(self, package_id: str) -> list[Policy]:
+        """The package's assignment policies."""
+        builder = self._em.access_packages.by_access_package_id(package_id).assignment_policies
+        page = await graph_call("list_policies", builder.get(), self._metrics)
+        policies = [to_policy(p, package_id) for p in (page.value if page else None) or []]
+        for p in policies:
+            self._policy_cache.setdefault(p.id, p)
+        return policies
+
+    async def package_name(self, package_id: str) -> str:
+        """The package's display name (cached)."""
+        name = self._package_names.get(package_id)
+        if name is None:
+            builder = self._em.access_packages.by_access_package_id(package_id)
+            package = await graph_call("get_package", builder.get(), self._metrics)
+            name = (package.display_name if package else None) or "local admin"
+            self._package_names[package_id] = name
+        return name
+
+    async def create_request(
+        self,
+        *,
+        as_user: str | None,
+        kind: RequestKind,
+        target_id: str,
+        package_id: str,
+        policy_id: str,
+        duration: timedelta | None = None,
+        end: datetime | None = None,
+        start: datetime | None = None,
+        justification: str | None = None,
+        assignment_id: str | None = None,
+    ) -> AccessRequest:
+        """Create a request; durations go as ISO 8601 strings (spec/graph.md §0.9)."""
+        if kind is RequestKind.ADD:
+            assignment = AccessPackageAssignment(
+                additional_data={
+                    "targetId": target_id,
+                    "assignmentPolicyId": policy_id,
+                    "accessPackageId": package_id,
+                }
+            )
+        else:
+            assignment = AccessPackageAssignment(id=assignment_id)
+        body = AccessPackageAssignmentRequest(
+            request_type=_TYPES[(kind, as_user is not None)],
+            assignment=assignment,
+            justification=justification or None,
+        )
+        if duration is not None or end is not None:
+            expiration = (
+                ExpirationPattern(type=ExpirationPatternType.AfterDateTime, end_date_time=end)
+                if end is not None
+                else ExpirationPattern(
+                    type=ExpirationPatternType.AfterDuration,
+                    duration=to_iso(duration),  # type: ignore[arg-type]
+                )
+            )
+            body.schedule = EntitlementManagementSchedule(
+                start_date_time=start, expiration=expiration
+            )
+        created = await graph_call(
+            f"create_{body.request_type.value if body.request_type else 'request'}",
+            self._em_as(as_user).assignment_requests.post(body),
+            self._metrics,
+        )
+        if created is None:
+            raise NotFound("Microsoft Entra returned no request.")
+        request = to_request(created)
+        return AccessRequest(
+            **{
+                **request.__dict__,
+                "policy_id": request.policy_id or policy_id,
+                "package_id": request.package_id or package_id,
+                "target_id": request.target_id or target_id,
+            }
+        )
+
+    async def get_request(self, request_id: str) -> AccessRequest:
+        """One request with its assignment, requestor and package (app-only)."""
+        builder = self._em.assignment_requests.by_access_package_assignment_request_id(request_id)
+        qp = AccessPackageAssignmentRequestItemRequestBuilder.AccessPackageAssignmentRequestItemRequestBuilderGetQueryParameters(  # noqa: E501
+            expand=["assignment", "requestor", "accessPackage"]
+        )
+        raw = await graph_call(
+            "get_request",
+            builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
+            self._metrics,
+        )
+        if raw is None:
+            raise NotFound(f"The request {request_id} does not exist.")
+        return to_request(raw)
+
+    async def iter_requests(
+        self, package_id: str, *, state: str | None = None, since: datetime | None = None
+    ) -> AsyncIterator[AccessRequest]:
+        """The package's requests (app-only), paged with ``@odata.nextLink``."""
+        clauses = [f"accessPackage/id eq {_odata_quote(package_id)}"]
+        if state:
+            clauses.append(f"state eq {_odata_quote(state)}")
+        if since:
+            clauses.append(f"createdDateTime ge {_utc_text(since)}")
+        builder = self._em.assignment_requests
+        qp = AssignmentRequestsRequestBuilder.AssignmentRequestsRequestBuilderGetQueryParameters(
+            filter=" and ".join(clauses),
+            expand=["accessPackage", "requestor", "assignment"],
+            top=100,
+        )
+        page = await graph_call(
+            "list_requests",
+            builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
+            self._metrics,
+        )
+        while page is not None:
+            for raw in page.value or []:
+                yield to_request(raw)
+            if not page.odata_next_link:
+                break
+            page = await graph_call(
+                "list_requests", builder.with_url(page.odata_next_link).get(), self._metrics
+            )
+
+    async def my_requests(self, principal_id: str) -> list[AccessRequest]:
+        """Requests targeting the signed-in user (delegated ``filterByCurrentUser``)."""
+        builder = self._em_as(principal_id).assignment_requests.filter_by_current_user_with_on(
+            "target"
+        )
+        page = await graph_call("my_requests", builder.get(), self._metrics)
+        return [to_request(r) for r in (page.value if page else None) or []]
+
+    async def cancel_request(self, request_id: str, *, as_user: str | None) -> None:
+        """Cancel a pending request."""
+        builder = self._em_as(as_user).assignment_requests.by_access_package_assignment_request_id(
+            request_id
+        )
+        await graph_call("cancel_request", builder.cancel.post(), self._metrics)
+
+    async def approval_stages(self, principal_id: str, request_id: str) -> list[ApprovalStageInfo]:
+        """The approval's stages as the approver sees them (delegated only in Graph)."""
+        builder = self._em_as(principal_id).access_package_assignment_approvals.by_approval_id(
+            request_id
+        )
+        approval = await graph_call("get_approval", builder.get(), self._metrics)
+        return [to_stage_info(s) for s in (approval.stages if approval else None) or []]
+
+    async def decide_stage(
+        self, principal_id: str, request_id: str, stage_id: str, approve: bool, reason: str
+    ) -> None:
+        """PATCH the stage with ``Approve``/``Deny`` as the approver."""
+        builder = (
+            self._em_as(principal_id)
+            .access_package_assignment_approvals.by_approval_id(request_id)
+            .stages.by_approval_stage_id(stage_id)
+        )
+        body = ApprovalStage(review_result="Approve" if approve else "Deny", justification=reason)
+        await graph_call("decide_stage", builder.patch(body), self._metrics)
+
+    async def iter_assignments(
+        self, package_id: str, *, target_id: str | None = None, state: str | None = "delivered"
+    ) -> AsyncIterator[Assignment]:
+        """The package's assignments, filtered in Graph and paged (no per-item calls)."""
+        clauses = [f"accessPackage/id eq {_odata_quote(package_id)}"]
+        if state:
+            clauses.append(f"state eq {_odata_quote(state)}")
+        if target_id:
+            clauses.append(f"target/objectId eq {_odata_quote(target_id)}")
+        builder = self._em.assignments
+        qp = AssignmentsRequestBuilder.AssignmentsRequestBuilderGetQueryParameters(
+            filter=" and ".join(clauses),
+            expand=["target", "accessPackage", "assignmentPolicy"],
+            top=500,
+        )
+        page = await graph_call(
+            "list_assignments",
+            builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
+            self._metrics,
+        )
+        while page is not None:
+            for raw in page.value or []:
+                yield to_assignment(raw)
+            if not page.odata_next_link:
+                break
+            page = await graph_call(
+                "list_assignments", builder.with_url(page.odata_next_link).get(), self._metrics
+            )
+
+
+class GraphDirectory:
+    """Users and groups (app-only)."""
+
+    def __init__(self, clients: GraphClients, metrics: Metrics | None = None) -> None:
+        self._clients = clients
+        self._metrics = metrics
+
+    async def get_user(self, key: str) -> Principal | None:
+        """A user by object id or UPN; None when Graph says 404."""
+        try:
+            user = await graph_call(
+                "get_user", self._clients.app.users.by_user_id(key).get(), self._metrics
+            )
+        except NotFound:
+            return None
+        return to_principal(user)
+
+    async def find_user_by_mail(self, mail: str) -> Principal | None:
+        """A user whose ``mail`` (or else UPN) is ``mail``."""
+        for prop in ("mail", "userPrincipalName"):
+            qp = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+                filter=f"{prop} eq {_odata_quote(mail)}",
+                select=["id", "displayName", "mail", "userPrincipalName", "userType"],
+            )
+            page = await graph_call(
+                "find_user",
+                self._clients.app.users.get(
+                    request_configuration=RequestConfiguration(query_parameters=qp)
+                ),
+                self._metrics,
+            )
+            users = (page.value if page else None) or []
+            if len(users) == 1:
+                return to_principal(users[0])
+        return None
+
+    async def get_manager(self, user_id: str) -> Principal | None:
+        """The user's manager, or None."""
+        try:
+            obj = await graph_call(
+                "get_manager",
+                self._clients.app.users.by_user_id(user_id).manager.get(),
+                self._metrics,
+            )
+        except NotFound:
+            return None
+        return to_principal(obj)
+
+    async def group_members(self, group_id: str) -> list[Principal]:
+        """The group's user members (all pages)."""
+        builder = self._clients.app.groups.by_group_id(group_id).members
+        page = await graph_call("group_members", builder.get(), self._metrics)
+        members: list[Principal] = []
+        while page is not None:
+            members.extend(p for p in (to_principal(o) for o in page.value or []) if p)
+            if not page.odata_next_link:
+                break
+            page = await graph_call(
+                "group_members", builder.with_url(page.odata_next_link).get(), self._metrics
+            )
+        return members
