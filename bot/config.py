@@ -82,8 +82,10 @@ class Settings(BaseSettings):
     teams_service_url: str = "https://smba.trafficmanager.net/teams/"
     teams_admin_channel: str | None = None
     teams_approver_channel: str | None = None
-    teams_openid_metadata_url: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
-    teams_token_issuer: str = "https://api.botframework.com"
+    teams_openid_metadata_url: str = (
+        "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    )
+    teams_token_issuer: str = "https://api.botframework.com"  # noqa: S105 - an issuer URL
     teams_login_url: str = "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token"
     teams_oauth_scope: str = "https://api.botframework.com"
 

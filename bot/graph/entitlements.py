@@ -96,7 +96,9 @@ class GraphEntitlements:
                 expand=["accessPackage"]
             )
         )
-        raw = await graph_call("get_policy", builder.get(request_configuration=config), self._metrics)
+        raw = await graph_call(
+            "get_policy", builder.get(request_configuration=config), self._metrics
+        )
         if raw is None:
             raise NotFound(f"The assignment policy {policy_id} does not exist.")
         policy = to_policy(raw, "")
