@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sb.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
     sb.add_argument("--tenant", type=Path, help="tenant file (JSON); default: the demo tenant")
-    sb.add_argument("--state-dir", type=Path, help="where ca.pem and state go (default: a temp dir)")
+    sb.add_argument(
+        "--state-dir", type=Path, help="where ca.pem and state go (default: a temp dir)"
+    )
     sb.add_argument(
         "--delivery-delay",
         type=_duration,
@@ -72,7 +75,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     delay = args.delivery_delay
     if isinstance(delay, str):
         delay = isodate.parse_duration(delay)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run(
             host=args.host,
             port=args.port,
@@ -81,8 +84,6 @@ def _sandbox(args: argparse.Namespace) -> int:
             delivery_delay=delay,
             bot_url=args.bot_url,
         )
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

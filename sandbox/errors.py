@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -73,9 +74,10 @@ def error_response(
 
 
 @web.middleware
-async def graph_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def graph_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn ``GraphError`` raised anywhere in a handler into its envelope."""
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except GraphError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.headers)

@@ -268,7 +268,7 @@ def demo_tenant() -> Tenant:
         ),
         user("gary", "Gary Guest", user_type="Guest"),
     ]
-    policy = {
+    policy: dict[str, Any] = {
         "id": ids["policy"],
         "displayName": "Local admin: self-service with approval",
         "description": "Members may request local admin for up to 8 hours with IT approval.",
