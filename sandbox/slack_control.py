@@ -66,6 +66,16 @@ def _json_errors(handler: Handler) -> Handler:
     return wrapped
 
 
+def _number(options: dict[str, Any], key: str, default: float) -> float:
+    """A numeric delivery option, or 400."""
+    value = options.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ControlError(400, f"{key} must be a number of seconds")
+    return float(value)
+
+
 class SlackControl:
     """Builds, signs and delivers Slack requests on behalf of members."""
 
@@ -104,7 +114,7 @@ class SlackControl:
 
     def sign(self, body: str, options: dict[str, Any]) -> dict[str, str]:
         """Slack's request headers for ``body``, honouring the test options."""
-        timestamp = str(int(time.time()) + int(options.get("timestamp_offset") or 0))
+        timestamp = str(int(time.time() + _number(options, "timestamp_offset", 0)))
         secret = self.ws.identity.signing_secret
         if options.get("signature") == "bad":
             secret = "not-" + secret
@@ -130,7 +140,7 @@ class SlackControl:
         body = urlencode(form)
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        timeout = aiohttp.ClientTimeout(total=float(options.get("timeout") or ACK_TIMEOUT_S))
+        timeout = aiohttp.ClientTimeout(total=_number(options, "timeout", ACK_TIMEOUT_S))
         try:
             async with self._session.post(
                 url, data=body.encode(), headers=self.sign(body, options), timeout=timeout

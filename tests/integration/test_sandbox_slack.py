@@ -703,6 +703,20 @@ async def test_control_errors_are_clear(sb: ThreadedSandbox, bot: LoopbackBot) -
     assert "unreachable" in body["error"]
 
 
+async def test_a_bot_slower_than_the_timeout_is_504(sb: ThreadedSandbox, bot: LoopbackBot) -> None:
+    """A bot that does not answer in time makes the delivery 504 (Slack's operation_timeout)."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1)
+        return web.Response(status=200)
+
+    bot.handler = slow
+    status, body = await control(sb, "command", {"user": ALICE, "text": "8h", "timeout": 0.2})
+    assert status == 504
+    assert "operation_timeout" in body["error"]
+    assert body["response_url"]
+
+
 async def test_without_a_bot_url_deliveries_are_409_until_one_is_set(
     make_sandbox: Callable[..., ThreadedSandbox], bot: LoopbackBot
 ) -> None:
