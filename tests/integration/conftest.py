@@ -48,6 +48,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
 from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.graph_request_adapter import options as MSGRAPH_CLIENT_OPTIONS
 from msgraph_core import GraphClientFactory
 
 from sandbox.server import ThreadedSandbox
@@ -203,16 +204,23 @@ async def graph_client(
     sb: ThreadedSandbox, credential: Any, *, version: str = "v1.0"
 ) -> AsyncIterator[GraphServiceClient]:
     """A ``GraphServiceClient`` on ``sb`` authenticating with ``credential``; closes its client."""
-    http = httpx.AsyncClient(verify=sandbox_ssl_context(sb), trust_env=False, timeout=30)
+    # msgraph-core's AsyncGraphTransport replaces the client's transport and its aclose() does
+    # not close the one it wraps: keep our own handle on the pool and close it ourselves.
+    transport = httpx.AsyncHTTPTransport(verify=sandbox_ssl_context(sb), trust_env=False)
+    http = httpx.AsyncClient(transport=transport, trust_env=False, timeout=30)
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_DEFAULT_SCOPE])
-    adapter = GraphRequestAdapter(
-        auth, client=GraphClientFactory.create_with_default_middleware(client=http)
+    # Pass msgraph's own options: without them the ``/users/me-token-to-replace`` → ``/me``
+    # rewrite is off for a caller-supplied client and ``client.me`` calls a bogus user.
+    graph_http = GraphClientFactory.create_with_default_middleware(
+        client=http, options=MSGRAPH_CLIENT_OPTIONS
     )
+    adapter = GraphRequestAdapter(auth, client=graph_http)
     adapter.base_url = f"{sb.ready['base_url']}/{version}"
     try:
         yield GraphServiceClient(request_adapter=adapter)
     finally:
         await http.aclose()
+        await transport.aclose()
 
 
 # --- fixtures ------------------------------------------------------------------------------
