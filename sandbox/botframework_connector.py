@@ -118,6 +118,7 @@ def _guarded(state: SandboxState, store: TeamsStore, handler: ConnectorHandler) 
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         store.stats.connector_requests += 1
+        await request.read()  # drain the body even when refusing early: keep-alive stays clean
         try:
             check_connector_token(store, state, request.headers.get("Authorization", ""))
             return await handler(request, state, store)
