@@ -635,6 +635,23 @@ async def test_connector_errors_follow_teams(sandbox: ThreadedSandbox) -> None:
     ]
 
 
+async def test_injected_throttling_reaches_the_connector_client(sandbox: ThreadedSandbox) -> None:
+    """A ``/_sandbox/faults`` rule on the Connector gives the SDK a 429 with Retry-After, once."""
+    channel = sandbox.ready["env"]["ELEVATE_TEAMS_ADMIN_CHANNEL"]
+    rule = {"path": "^/botframework/v3/conversations/.*/activities", "status": 429, "count": 1}
+    with requests_session(sandbox) as session:
+        faults = f"{sandbox.ready['base_url']}/_sandbox/faults"
+        assert session.post(faults, json={**rule, "retry_after": 2}, timeout=10).ok
+    async with connector(sandbox) as client:
+        with pytest.raises(ErrorResponseException) as throttled:
+            await client.conversations.send_to_conversation(channel, card_activity(CARD))
+        response = throttled.value.response
+        response.close()
+        assert (response.status_code, response.headers["Retry-After"]) == (429, "2")
+        await client.conversations.send_to_conversation(channel, card_activity(CARD))
+    assert len(listing(sandbox, conversation=channel)) == 1
+
+
 async def test_paged_members_walks_the_team_roster(sandbox: ThreadedSandbox) -> None:
     """``pagedmembers`` pages a channel's roster with continuation tokens."""
     channel = sandbox.ready["env"]["ELEVATE_TEAMS_ADMIN_CHANNEL"]
