@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import aiohttp
 
@@ -29,7 +29,7 @@ from sandbox.tenant import Channel
 TokenMode = Literal[
     "valid", "expired", "forged", "wrong_audience", "wrong_issuer", "wrong_serviceurl", "missing"
 ]
-TOKEN_MODES: tuple[str, ...] = TokenMode.__args__  # type: ignore[attr-defined]
+TOKEN_MODES: tuple[str, ...] = get_args(TokenMode)
 ActivityKind = Literal["message", "invoke", "submit", "conversationUpdate"]
 # Teams waits about 15 s for a bot's HTTP answer before it gives up on the turn.
 BOT_TIMEOUT_S = 15
