@@ -328,6 +328,16 @@ class Handlers:
         body = self.render.request(self._request(key), expand)
         return self._entity(request, body, "assignmentRequests")
 
+    async def request_nav(self, request: web.Request) -> web.Response:
+        """GET assignmentRequests/{id}/requestor | accessPackage | assignment."""
+        self._read(request)
+        nav = request.match_info["nav"]
+        body = self.render.request(self._request(request.match_info["id"]), {nav.lower(): ""})
+        if body.get(nav) is None:
+            raise _not_found(nav, request.match_info["id"])
+        collection = {"requestor": "subjects", "accessPackage": "accessPackages"}
+        return self._entity(request, body[nav], collection.get(nav, "assignments"))
+
     async def cancel_request(self, request: web.Request) -> web.Response:
         """POST assignmentRequests/{id}/cancel: the requestor or an assignment manager."""
         caller = graph_caller(self.state, request)
@@ -596,6 +606,10 @@ def register(app: web.Application, state: SandboxState) -> None:
             web.post(f"{BASE}/assignmentRequests", h.create_request),
             web.get(f"{BASE}/assignmentRequests/{{id}}", h.get_request),
             web.post(f"{BASE}/assignmentRequests/{{id}}/cancel", h.cancel_request),
+            web.get(
+                f"{BASE}/assignmentRequests/{{id}}/{{nav:requestor|accessPackage|assignment}}",
+                h.request_nav,
+            ),
             web.get(approvals, h.list_approvals),
             web.get(f"{approvals}/{{id}}", h.get_approval),
             web.get(f"{approvals}/{{id}}/stages", h.list_stages),
