@@ -200,6 +200,7 @@ class CoreRoutes:
         """Add the routes to ``app``."""
         app.router.add_get("/auth/start", self.auth_start)
         app.router.add_get("/auth/callback", self.auth_callback)
+        app.router.add_post("/auth/callback", self.auth_callback)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)

@@ -74,16 +74,11 @@ class SignIn:
             redirect_uri=self.redirect_uri,
             state=state,
             login_hint=chat_user.email or None,
-            response_mode="query",
+            response_mode="form_post",
         )
         now = self._clock.now()
-        secret = json.dumps(
-            {
-                "code_verifier": flow["code_verifier"],
-                "nonce": flow["nonce"],
-                "auth_uri": flow["auth_uri"],
-            }
-        )
+        # MSAL's flow holds the PKCE verifier and nonce: it is secret, stored with the state.
+        secret = json.dumps(flow)
         await self._store.create_signin_state(
             state=state,
             platform=str(chat_user.platform),
@@ -115,16 +110,7 @@ class SignIn:
                 f"({params.get('error_description') or params['error']}). "
                 "Ask the bot for a new link and try again."
             )
-        secret = json.loads(record.pkce_verifier)
-        flow = {
-            "state": state,
-            "redirect_uri": self.redirect_uri,
-            "scope": list(DELEGATED_SCOPES),
-            "code_verifier": secret["code_verifier"],
-            "nonce": secret["nonce"],
-            "auth_uri": secret["auth_uri"],
-            "claims_challenge": None,
-        }
+        flow = json.loads(record.pkce_verifier)
         cache = msal.SerializableTokenCache()
         app = await asyncio.to_thread(self._clients.msal_app, cache)
         try:

@@ -175,7 +175,10 @@ EM_READ = ("EntitlementManagement.Read.All", "EntitlementManagement.ReadWrite.Al
 EM_WRITE = ("EntitlementManagement.ReadWrite.All",)
 EM_SUBJECT = ("EntitlementMgmt-SubjectAccess.ReadWrite", "EntitlementManagement.ReadWrite.All")
 INTUNE_WRITE = ("DeviceManagementConfiguration.ReadWrite.All",)
-INTUNE_READ = ("DeviceManagementConfiguration.Read.All", "DeviceManagementConfiguration.ReadWrite.All")
+INTUNE_READ = (
+    "DeviceManagementConfiguration.Read.All",
+    "DeviceManagementConfiguration.ReadWrite.All",
+)
 
 
 def now_s() -> int:

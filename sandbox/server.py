@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import signal
 import ssl
@@ -21,40 +22,41 @@ import trustme
 from aiohttp import web
 from cryptography.fernet import Fernet
 
+from sandbox import authority, control
 from sandbox.errors import graph_errors
+from sandbox.graph import batch, directory, entitlement, intune
 from sandbox.state import STATE_KEY, SandboxState, fault_middleware
 from sandbox.tenant import Tenant, demo_tenant, load_tenant
 
 TICK_SECONDS = 0.1
 
 
+def _optional_modules() -> list[Any]:
+    """Chat stand-ins and the web chat, when their modules are present."""
+    found = []
+    for name in ("sandbox.botframework", "sandbox.slack", "sandbox.webchat"):
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return found
+
+
+# Imported here, on the importing thread: importing them first on a ThreadedSandbox's thread
+# races with imports on the main thread (Python 3.11 import locks).
+OPTIONAL_MODULES = _optional_modules()
+
+
 def build_app(state: SandboxState) -> web.Application:
     """The aiohttp application with every stand-in service registered."""
-    from sandbox import authority, control
-    from sandbox.graph import batch, directory, entitlement, intune
-
     app = web.Application(
         middlewares=[fault_middleware(state), graph_errors], client_max_size=8 * 1024**2
     )
     app[STATE_KEY] = state
-    for module in (authority, directory, entitlement, batch, intune, control):
+    for module in (authority, directory, entitlement, batch, intune, control, *OPTIONAL_MODULES):
         module.register(app, state)
-    _register_optional(app, state)
     return app
-
-
-def _register_optional(app: web.Application, state: SandboxState) -> None:
-    """Chat stand-ins and the web chat, when their modules are present."""
-    import importlib
-
-    for name in ("sandbox.botframework", "sandbox.slack", "sandbox.webchat"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app, state)
 
 
 def base_env(state: SandboxState, ca_path: Path) -> dict[str, str]:
@@ -68,9 +70,7 @@ def base_env(state: SandboxState, ca_path: Path) -> dict[str, str]:
         "ELEVATE_AUTHORITY_URL": state.base_url,
         "ELEVATE_GRAPH_URL": state.base_url,
         "ELEVATE_CA_BUNDLE": str(ca_path),
-        "ELEVATE_TOKEN_KEY": state.services.setdefault(
-            "token_key", Fernet.generate_key().decode()
-        ),
+        "ELEVATE_TOKEN_KEY": state.services.setdefault("token_key", Fernet.generate_key().decode()),
     }
     if tenant.access_packages:
         package = tenant.access_packages[0]
@@ -102,11 +102,20 @@ class Running:
         return self.state.base_url
 
     async def close(self) -> None:
-        """Stop ticking and serving."""
+        """Stop ticking and serving; drop connections clients left open."""
         self.ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.ticker
+        server = self.runner.server
+        open_transports = list(server._connections.values()) if server else []
         await self.runner.cleanup()
+        # A TLS close waits for the peer's close_notify; a client that keeps its connection
+        # would leave the socket open past the loop's end (ResourceWarning).  Abort instead,
+        # and let the loop run the connection_lost callbacks that close the sockets.
+        for transport in open_transports:
+            transport.abort()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
 
 
 async def _tick(state: SandboxState) -> None:
@@ -141,7 +150,7 @@ async def start(
     """Start the sandbox on the running loop; returns once it listens."""
     if tenant is None:
         tenant = load_tenant(tenant_file) if tenant_file else demo_tenant()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
     state = SandboxState(
         tenant=tenant, state_dir=state_dir, delivery_delay=delivery_delay, bot_url=bot_url
     )

@@ -203,7 +203,9 @@ def tenant_from_dict(data: dict[str, Any]) -> Tenant:
         assignment_policies=[dict(p) for p in data.get("assignmentPolicies", [])],
         slack_team_id=slack.get("teamId", "T0SANDBOX"),
         slack_users=[
-            SlackUser(id=u["id"], upn=u["upn"], email=u.get("email", u["upn"]), name=u.get("name", ""))
+            SlackUser(
+                id=u["id"], upn=u["upn"], email=u.get("email", u["upn"]), name=u.get("name", "")
+            )
             for u in slack.get("users", [])
         ],
         slack_channels=[Channel(id=c["id"], name=c["name"]) for c in slack.get("channels", [])],

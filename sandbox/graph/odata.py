@@ -19,9 +19,7 @@ from sandbox.errors import BAD_REQUEST, GraphError
 DEFAULT_PAGE = 100
 MAX_PAGE = 999
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<lp>\()|(?P<rp>\))|(?P<word>[^\s()']+))"
-)
+_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<lp>\()|(?P<rp>\))|(?P<word>[^\s()']+))")
 _OPS = {"eq", "ne", "gt", "ge", "lt", "le"}
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
 
@@ -52,7 +50,9 @@ def _literal(token: str) -> Any:
     try:
         return float(token)
     except ValueError:
-        raise GraphError(400, BAD_REQUEST, f"Invalid filter clause: unexpected '{token}'.") from None
+        raise GraphError(
+            400, BAD_REQUEST, f"Invalid filter clause: unexpected '{token}'."
+        ) from None
 
 
 def parse_filter(text: str | None) -> list[Clause]:
