@@ -17,6 +17,9 @@ from msgraph.generated.identity_governance.entitlement_management.assignment_pol
 from msgraph.generated.identity_governance.entitlement_management.assignment_requests.assignment_requests_request_builder import (  # noqa: E501
     AssignmentRequestsRequestBuilder,
 )
+from msgraph.generated.identity_governance.entitlement_management.assignment_requests.item.access_package_assignment_request_item_request_builder import (  # noqa: E501
+    AccessPackageAssignmentRequestItemRequestBuilder as Item,
+)
 from msgraph.generated.identity_governance.entitlement_management.assignments.assignments_request_builder import (  # noqa: E501
     AssignmentsRequestBuilder,
 )
@@ -661,6 +664,45 @@ async def test_list_filters_select_and_expand(sandbox: ThreadedSandbox) -> None:
     assert selected.value is not None
     assert selected.value[0].state == AccessPackageRequestState.PendingApproval
     assert selected.value[0].request_type is None
+
+
+async def test_request_navigation_and_nested_expand(sandbox: ThreadedSandbox) -> None:
+    """requestor/accessPackage/assignment paths, and ``assignment($expand=target,…)``."""
+    request_id, _ = await pending_request(sandbox)
+    async with app_client(sandbox) as app:
+        item = em(app).assignment_requests.by_access_package_assignment_request_id(request_id)
+        requestor = await item.requestor.get()
+        package = await item.access_package.get()
+        assignment = await item.assignment.get()
+        expanded = await item.get(
+            request_configuration=query(
+                Item.AccessPackageAssignmentRequestItemRequestBuilderGetQueryParameters,
+                expand=["assignment($expand=target,assignmentPolicy)"],
+            )
+        )
+    assert requestor is not None
+    assert requestor.object_id == demo_id("alice")
+    assert package is not None
+    assert package.id == PACKAGE
+    assert assignment is not None
+    assert assignment.state is None  # requested, not delivered yet
+    assert expanded is not None
+    assert expanded.assignment is not None
+    assert expanded.assignment.id == assignment.id
+    assert expanded.assignment.target is not None
+    assert expanded.assignment.target.object_id == demo_id("alice")
+    assert expanded.assignment.assignment_policy is not None
+    assert expanded.assignment.assignment_policy.id == POLICY
+
+
+async def test_filter_by_current_user_accepts_encoded_quotes(sandbox: ThreadedSandbox) -> None:
+    """``filterByCurrentUser(on=%27target%27)`` is the same function as with plain quotes."""
+    request_id, _ = await pending_request(sandbox)
+    token = await token_for(sandbox, ALICE)
+    for path in ("filterByCurrentUser(on=%27target%27)", "filterByCurrentUser(on='target')"):
+        response = await raw(sandbox, token, "GET", f"assignmentRequests/{path}")
+        assert response.status_code == 200, response.text
+        assert [r["id"] for r in response.json()["value"]] == [request_id]
 
 
 @pytest.mark.parametrize("text", ["justification eq 'x'", "state eq 'a' or state eq 'b'"])
