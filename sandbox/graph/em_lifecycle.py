@@ -51,6 +51,7 @@ STATUS_TEXT = {
     "delivered": "Delivered",
     "denied": "Denied",
     "canceled": "Canceled",
+    "deliveryFailed": "DeliveryFailed",
 }
 CANCELLABLE_STATES = frozenset({"submitted", "pendingApproval", "scheduled"})
 
@@ -179,9 +180,17 @@ class EmLifecycle:
 
     def _complete(self, request: Request, now: datetime) -> None:
         assignment = self.store.assignments[request.assignment_id]
-        if request.kind == "remove":
+        if request.kind == "add":
+            self._apply_schedule(request, assignment, now)
+        elif assignment.state != "delivered":
+            # The assignment ended while this request waited: a removal has nothing left to
+            # do, an update has nothing to change.
+            if request.kind == "update":
+                self.set_state(request, "deliveryFailed")
+                return
+        elif request.kind == "remove":
             self.expire(assignment, now)
-        else:
+        elif request.schedule is not None and request.schedule.custom:
             self._apply_schedule(request, assignment, now)
         self.set_state(request, "delivered")
 

@@ -90,6 +90,11 @@ class Schedule:
     start: datetime | None = None
     expiration: Expiration = field(default_factory=Expiration)
 
+    @property
+    def custom(self) -> bool:
+        """True when it sets a start or an expiration (rather than leaving both to the policy)."""
+        return self.start is not None or self.expiration.type != "notSpecified"
+
 
 @dataclass(frozen=True)
 class Subject:

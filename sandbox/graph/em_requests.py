@@ -158,18 +158,11 @@ def parse_schedule(raw: Any) -> Schedule | None:
     return result
 
 
-def _is_custom(schedule: Schedule | None) -> bool:
-    return schedule is not None and (
-        schedule.start is not None or schedule.expiration.type != "notSpecified"
-    )
-
-
 def _check_schedule(
     policy: dict[str, Any], schedule: Schedule | None, now: datetime, self_service: bool
 ) -> None:
-    if not _is_custom(schedule):
+    if schedule is None or not schedule.custom:
         return
-    assert schedule is not None
     if self_service and not requestor_setting(policy, "allowCustomAssignmentSchedule"):
         raise bad(
             EM_CUSTOM_SCHEDULE_NOT_ALLOWED,

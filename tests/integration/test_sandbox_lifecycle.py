@@ -342,6 +342,33 @@ async def test_user_update_extends_the_end(sandbox: ThreadedSandbox) -> None:
     assert schedule.expiration.end_date_time > now + timedelta(hours=3, minutes=59)
 
 
+async def test_admin_update_changes_only_the_schedule_it_sends(sandbox: ThreadedSandbox) -> None:
+    """adminUpdate without a schedule keeps the end; with ``afterDateTime`` it sets it."""
+    now = sandbox_now(sandbox).replace(microsecond=0)
+    seeded = sandbox.call(
+        seed_assignment, sandbox.state, PACKAGE, demo_id("bob"), now, now + timedelta(hours=1)
+    )
+    new_end = now + timedelta(hours=3)
+    until = EntitlementManagementSchedule(
+        expiration=ExpirationPattern(
+            type=ExpirationPatternType.AfterDateTime, end_date_time=new_end
+        )
+    )
+    kind = AccessPackageRequestType.AdminUpdate
+    async with app_client(sandbox) as app:
+        unchanged = await reach(
+            app, await post(app, for_assignment(kind, seeded["id"])), S.Delivered
+        )
+        moved = await reach(
+            app, await post(app, for_assignment(kind, seeded["id"], schedule=until)), S.Delivered
+        )
+    for done, end in ((unchanged, now + timedelta(hours=1)), (moved, new_end)):
+        assert done.assignment is not None
+        assert done.assignment.schedule is not None
+        assert done.assignment.schedule.expiration is not None
+        assert done.assignment.schedule.expiration.end_date_time == end
+
+
 async def test_user_update_waits_for_approval_when_policy_requires(
     make_sandbox: Callable[..., ThreadedSandbox],
 ) -> None:
