@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from adapters.logs import configure_logging
+from adapters.notify import FanOutNotifier
 from bot.config import Settings, load_settings
 from bot.domain import ApprovalMode
 from bot.errors import ConfigError, ElevateError, SignInError
@@ -322,34 +323,36 @@ def make_app(
     return app
 
 
-class LogNotifier:
-    """A notifier used when no chat front end is configured: it only logs."""
+def mount_front_ends(app: web.Application, components: Components, fanout: FanOutNotifier) -> None:
+    """Mount Slack and/or Teams when configured; each registers its notifier in ``fanout``."""
+    settings = components.settings
+    if settings.slack_enabled:
+        from adapters import slack
 
-    async def send_approval_cards(self, view: Any, approvers: Any) -> list[Any]:
-        """Log and post nothing."""
-        log.warning("notify.no_front_end", what="approval cards", request=view.request_id)
-        return []
+        slack.mount(app, components, fanout)
+    if settings.teams_enabled:
+        from adapters import teams
 
-    async def update_cards(self, view: Any, refs: Any) -> None:
-        """Nothing to update."""
+        teams.mount(app, components, fanout)
+    if not fanout.platforms:
+        log.warning("server.no_front_end", hint="set ELEVATE_SLACK_* or ELEVATE_TEAMS_APP_ID")
 
-    async def notify_user(self, user: Any, notice: Notice, chat_user: Any = None) -> None:
-        """Log the notice."""
-        log.info("notify.user", user=user.id, kind=notice.kind)
 
-    async def notify_admins(self, notice: Notice) -> None:
-        """Log the notice."""
-        log.info("notify.admins", kind=notice.kind)
+async def start_server(settings: Settings) -> tuple[Components, web.AppRunner]:
+    """Build everything and listen; returns the components and the runner to clean up."""
+    fanout = FanOutNotifier()
+    components = await build_components(settings, fanout)
+    app = make_app(components)
+    mount_front_ends(app, components, fanout)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    return components, runner
 
 
 async def run(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM."""
-    components = await build_components(settings, LogNotifier())
-    app = make_app(components)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    components, runner = await start_server(settings)
     log.info(
         "server.started",
         host=settings.host,

@@ -1,1 +1,10 @@
-"""Teams front end (botbuilder): every botbuilder import stays inside this package."""
+"""Teams front end (placeholder until it is built: see its issue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def mount(app: Any, components: Any, fanout: Any) -> None:
+    """Mount the Teams front end on the shared server."""
+    raise NotImplementedError("the Teams front end is not built yet")
