@@ -48,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
         help="ISO 8601 delay of each asynchronous step of a request (default PT1S)",
     )
     sb.add_argument("--bot-url", help="where the bot listens, for /_sandbox/teams|slack delivery")
+
+    mf = sub.add_parser("manifest", help="print or build the Slack / Teams app manifests")
+    mf_sub = mf.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
+    mslack = mf_sub.add_parser("slack", help="print the Slack app manifest (YAML)")
+    mslack.add_argument("--url", required=True, help="public https URL of the bot")
+    mteams = mf_sub.add_parser("teams", help="build the Teams app package (zip)")
+    mteams.add_argument("--app-id", required=True, help="the bot's Microsoft app id")
+    mteams.add_argument("--url", required=True, help="public https URL of the bot")
+    mteams.add_argument("--out", type=Path, default=Path("elevate-teams.zip"), help="zip to write")
     return parser
 
 
@@ -57,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sandbox":
         return _sandbox(args)
+    if args.command == "manifest":
+        return _manifest(args)
     if args.command == "serve":
         from adapters.server import serve
 
@@ -84,6 +95,22 @@ def _sandbox(args: argparse.Namespace) -> int:
             delivery_delay=delay,
             bot_url=args.bot_url,
         )
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    if not str(args.url).startswith("https://"):
+        print("elevate manifest: --url must be an https:// URL", file=sys.stderr)
+        return 2
+    if args.platform == "slack":
+        from adapters.slack.manifest import render
+
+        print(render(args.url), end="")
+        return 0
+    from adapters.teams.manifest import build
+
+    build(app_id=args.app_id, url=args.url, out=args.out)
+    print(f"wrote {args.out}")
     return 0
 
 
