@@ -9,6 +9,7 @@ everything else 400, with the configurable codes of ``sandbox.errors``.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -159,7 +160,7 @@ def parse_schedule(raw: Any) -> Schedule | None:
 
 
 def _check_schedule(
-    policy: dict[str, Any], schedule: Schedule | None, now: datetime, self_service: bool
+    policy: dict[str, Any], schedule: Schedule | None, now: datetime, *, self_service: bool
 ) -> None:
     if schedule is None or not schedule.custom:
         return
@@ -198,7 +199,7 @@ def _check_no_open_request(em: EmLifecycle, target: str, package: str, policy: s
             )
 
 
-def _target_of(tenant: Tenant, caller: Caller, body: dict[str, Any], self_service: bool) -> User:
+def _target_of(tenant: Tenant, caller: Caller, body: dict[str, Any], *, self_service: bool) -> User:
     target_id = body.get("targetId") or (body.get("target") or {}).get("objectId")
     if not target_id and self_service:
         target_id = caller.user_id  # self-service requests may leave the target out
@@ -215,81 +216,83 @@ def _target_of(tenant: Tenant, caller: Caller, body: dict[str, Any], self_servic
     return user
 
 
+@dataclass
+class _About:
+    """What a request is about: the policy, package, target and assignment."""
+
+    policy: dict[str, Any]
+    package_id: str
+    policy_id: str
+    target_id: str
+    assignment: Assignment
+
+
+def _about_new(tenant: Tenant, caller: Caller, body: dict[str, Any], admin: bool) -> _About:
+    """An add names package, policy and target; the assignment is created with the request."""
+    policy_id, package_id = body.get("assignmentPolicyId"), body.get("accessPackageId")
+    if not policy_id or not package_id:
+        raise bad(BAD_REQUEST, "'assignment' needs 'accessPackageId' and 'assignmentPolicyId'.")
+    if not any(p.id == package_id for p in tenant.access_packages):
+        raise bad(BAD_REQUEST, f"Access package '{package_id}' does not exist.")
+    policy = find_policy(tenant, str(policy_id))
+    if policy is None:
+        raise bad(BAD_REQUEST, f"Assignment policy '{policy_id}' does not exist.")
+    if package_id_of(policy) != package_id:
+        raise bad(BAD_REQUEST, "The policy does not belong to the access package.")
+    target = _target_of(tenant, caller, body, self_service=not admin)
+    if not target_allowed(tenant, policy, target, admin=admin):
+        raise bad(EM_POLICY_DISALLOWS_REQUESTOR, "The policy does not allow this target.")
+    assignment = Assignment(
+        id=new_id(), package_id=str(package_id), policy_id=str(policy_id), target_id=target.id
+    )
+    return _About(policy, str(package_id), str(policy_id), target.id, assignment)
+
+
+def _about_existing(em: EmLifecycle, caller: Caller, body: dict[str, Any], admin: bool) -> _About:
+    """An update or remove names an active assignment (the caller's own for self-service)."""
+    assignment_id = str(body.get("id") or "")
+    existing = em.store.assignments.get(assignment_id) if assignment_id else None
+    if existing is None:
+        raise bad(EM_ASSIGNMENT_NOT_FOUND, f"Assignment '{assignment_id}' does not exist.")
+    if existing.state != "delivered":
+        raise bad(EM_ASSIGNMENT_NOT_FOUND, f"Assignment '{assignment_id}' is not active.")
+    if not admin and existing.target_id != caller.user_id:
+        raise bad(EM_ASSIGNMENT_NOT_FOUND, "The assignment does not belong to the signed-in user.")
+    policy = find_policy(em.tenant, existing.policy_id) or {}
+    return _About(policy, existing.package_id, existing.policy_id, existing.target_id, existing)
+
+
 def new_request(
     em: EmLifecycle, caller: Caller, body: dict[str, Any]
 ) -> tuple[Request, Assignment | None]:
     """Validate a POST body; the request to record and, for adds, its new assignment."""
-    tenant = em.tenant
     raw_type = str(body.get("requestType") or "")
     request_type = REQUEST_TYPES.get(raw_type.lower())
     if request_type is None:
         raise bad(BAD_REQUEST, f"Request type '{raw_type}' is not supported.")
-    _authorize(tenant, caller, request_type)
-    self_service = request_type.startswith("user")
-    kind = request_type[4:].lower() if self_service else request_type[5:].lower()
-    target_body = body.get("assignment") or body.get("accessPackageAssignment") or {}
-    if not isinstance(target_body, dict):
+    _authorize(em.tenant, caller, request_type)
+    admin = request_type.startswith("admin")
+    kind = request_type.removeprefix("admin" if admin else "user").lower()
+    assignment_body = body.get("assignment") or body.get("accessPackageAssignment") or {}
+    if not isinstance(assignment_body, dict):
         raise bad(BAD_REQUEST, "Invalid 'assignment'.")
     schedule = parse_schedule(body.get("schedule"))
     justification = body.get("justification")
     now = em.now()
 
-    new_assignment: Assignment | None = None
     if kind == "add":
-        policy_id, package_id = (
-            target_body.get("assignmentPolicyId"),
-            target_body.get("accessPackageId"),
-        )
-        if not policy_id or not package_id:
-            raise bad(BAD_REQUEST, "'assignment' needs 'accessPackageId' and 'assignmentPolicyId'.")
-        if not any(p.id == package_id for p in tenant.access_packages):
-            raise bad(BAD_REQUEST, f"Access package '{package_id}' does not exist.")
-        policy = find_policy(tenant, str(policy_id))
-        if policy is None:
-            raise bad(BAD_REQUEST, f"Assignment policy '{policy_id}' does not exist.")
-        if package_id_of(policy) != package_id:
-            raise bad(BAD_REQUEST, "The policy does not belong to the access package.")
-        target = _target_of(tenant, caller, target_body, self_service)
-        if self_service and not requestor_setting(policy, _SELF_SERVICE_SETTING[kind]):
-            raise bad(
-                EM_POLICY_DISALLOWS_REQUESTOR, "The policy does not allow self-service requests."
-            )
-        if not target_allowed(tenant, policy, target, admin=not self_service):
-            raise bad(EM_POLICY_DISALLOWS_REQUESTOR, "The policy does not allow this target.")
-        target_id = target.id
-        new_assignment = Assignment(
-            id=new_id(), package_id=str(package_id), policy_id=str(policy_id), target_id=target_id
-        )
-        assignment_id = new_assignment.id
+        about = _about_new(em.tenant, caller, assignment_body, admin)
     else:
-        assignment_id = str(target_body.get("id") or "")
-        existing = em.store.assignments.get(assignment_id) if assignment_id else None
-        if existing is None:
-            raise bad(EM_ASSIGNMENT_NOT_FOUND, f"Assignment '{assignment_id}' does not exist.")
-        if existing.state != "delivered":
-            raise bad(EM_ASSIGNMENT_NOT_FOUND, f"Assignment '{assignment_id}' is not active.")
-        if self_service and existing.target_id != caller.user_id:
-            raise bad(
-                EM_ASSIGNMENT_NOT_FOUND, "The assignment does not belong to the signed-in user."
-            )
-        policy = find_policy(tenant, existing.policy_id) or {}
-        if self_service and not requestor_setting(policy, _SELF_SERVICE_SETTING[kind]):
-            raise bad(
-                EM_POLICY_DISALLOWS_REQUESTOR, "The policy does not allow self-service requests."
-            )
-        package_id, policy_id, target_id = (
-            existing.package_id,
-            existing.policy_id,
-            existing.target_id,
-        )
-
+        about = _about_existing(em, caller, assignment_body, admin)
+    if not admin and not requestor_setting(about.policy, _SELF_SERVICE_SETTING[kind]):
+        raise bad(EM_POLICY_DISALLOWS_REQUESTOR, "The policy does not allow self-service requests.")
     if kind != "remove":
-        _check_schedule(policy, schedule, now, self_service)
-    _check_justification(policy, request_type, justification)
-    _check_no_open_request(em, target_id, str(package_id), str(policy_id))
+        _check_schedule(about.policy, schedule, now, self_service=not admin)
+    _check_justification(about.policy, request_type, justification)
+    _check_no_open_request(em, about.target_id, about.package_id, about.policy_id)
     if kind == "add" and any(
-        a.active and a.package_id == package_id and a.policy_id == policy_id
-        for a in em.store.of_target(target_id)
+        a.active and a.package_id == about.package_id and a.policy_id == about.policy_id
+        for a in em.store.of_target(about.target_id)
     ):
         raise bad(EM_ALREADY_ASSIGNED, "The target already has this access package assignment.")
 
@@ -297,14 +300,14 @@ def new_request(
     request = Request(
         id=new_id(),
         request_type=request_type,
-        package_id=str(package_id),
-        policy_id=str(policy_id),
-        target_id=target_id,
-        assignment_id=assignment_id,
+        package_id=about.package_id,
+        policy_id=about.policy_id,
+        target_id=about.target_id,
+        assignment_id=about.assignment.id,
         requestor=requestor_of(caller),
         created=now,
         justification=justification if isinstance(justification, str) else None,
         schedule=schedule,
         answers=answers if isinstance(answers, list) else [],
     )
-    return request, new_assignment
+    return request, about.assignment if kind == "add" else None
