@@ -34,7 +34,7 @@ from sandbox.graph.em_lifecycle import CANCELLABLE_STATES, EmLifecycle
 from sandbox.graph.em_model import Assignment, Request, Stage
 from sandbox.graph.em_policy import find_policy
 from sandbox.graph.em_query import Filter, compile_filter, page_source, respond
-from sandbox.graph.em_render import GRAPH, Renderer, check_expand, entity_context
+from sandbox.graph.em_render import Renderer, check_expand, entity_context
 from sandbox.graph.em_requests import authorize_admin, has_assignment_role, new_request
 from sandbox.graph.odata import json_response, parse_expand, read_json, select
 from sandbox.state import SandboxState
@@ -623,4 +623,4 @@ def register(app: web.Application, state: SandboxState) -> None:
     )
 
 
-__all__ = ["GRAPH", "lifecycle_of", "register", "seed_assignment"]
+__all__ = ["lifecycle_of", "register", "seed_assignment"]
