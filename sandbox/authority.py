@@ -97,6 +97,7 @@ class Grant:
     scopes: tuple[str, ...]  # the ``scp`` values
     oidc: frozenset[str]  # openid / profile / offline_access / email requested
     reply: str  # the ``scope`` string of the response, in the client's spelling
+    requested: str  # the ``scope`` parameter as asked (what a refresh token is good for)
 
 
 @dataclass
@@ -201,7 +202,7 @@ def delegated_grant(state: SandboxState, app: App, scope_text: str) -> Grant:
         audience = GRAPH_RESOURCE
         granted = sorted(oidc - {"offline_access"})
     reply.extend(sorted(oidc - {"offline_access"}))
-    return Grant(audience, tuple(granted), frozenset(oidc), " ".join(reply))
+    return Grant(audience, tuple(granted), frozenset(oidc), " ".join(reply), scope_text)
 
 
 # --- tokens --------------------------------------------------------------------------------
@@ -266,7 +267,9 @@ def delegated_response(
     }
     if "offline_access" in grant.oidc:
         refresh = secrets.token_urlsafe(48)
-        _store(state).refresh_tokens[refresh] = RefreshGrant(app.client_id, user.id, grant.reply)
+        _store(state).refresh_tokens[refresh] = RefreshGrant(
+            app.client_id, user.id, grant.requested
+        )
         body["refresh_token"] = refresh
     if "openid" in grant.oidc:
         body["id_token"] = mint_id_token(state, app, user, nonce)

@@ -417,6 +417,24 @@ def test_refresh_token_through_msal(sandbox: ThreadedSandbox) -> None:
     assert claims["preferred_username"] == ALICE
 
 
+def test_refresh_without_scope_reuses_the_original_grant(sandbox: ThreadedSandbox) -> None:
+    """A refresh request without scope gets the scopes first granted and a new refresh token."""
+    verifier, challenge = _pkce()
+    first = _token(
+        sandbox,
+        grant_type="authorization_code",
+        code=_code(sandbox, challenge),
+        redirect_uri=REDIRECT_URI,
+        code_verifier=verifier,
+    ).json()
+    refreshed = _token(sandbox, grant_type="refresh_token", refresh_token=first["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    body = refreshed.json()
+    assert body["refresh_token"] != first["refresh_token"]
+    claims = _verify(sandbox, body["access_token"], "https://graph.microsoft.com")
+    assert claims["scp"] == "User.Read"
+
+
 def test_unknown_refresh_token_is_invalid_grant(sandbox: ThreadedSandbox) -> None:
     """A refresh token the authority never issued is invalid_grant."""
     response = _token(sandbox, grant_type="refresh_token", refresh_token="nope", scope="User.Read")
