@@ -14,6 +14,7 @@ Fixtures
 Helpers (import them: ``from tests.integration.conftest import user_token, ...``)
 --------------------------------------------------------------------------------
 ``user_token(sb, upn, scopes)``       real MSAL auth-code + PKCE sign-in; the MSAL result dict.
+``authorize_code(sb, app, upn, scopes)`` MSAL flow + the form_post fields (code, state) only.
 ``app_token(sb)``                     real MSAL client-credentials token; the MSAL result dict.
 ``msal_app(sb)``                      context manager: a ``ConfidentialClientApplication``.
 ``requests_session(sb)``              a ``requests.Session`` trusting only the sandbox CA
