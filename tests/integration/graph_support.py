@@ -165,37 +165,19 @@ async def control(sb: ThreadedSandbox, path: str, body: dict[str, Any]) -> httpx
 async def advance(sb: ThreadedSandbox, delta: timedelta) -> None:
     """Move the sandbox clock forward by ``delta``; lifecycle processors run right after."""
     response = await control(sb, "clock", {"advance": isodate.duration_isoformat(delta)})
-    if response.status_code == 404:  # control API not there yet: drive the state directly
-        sb.call(lambda: (sb.state.clock.advance(delta), sb.state.process()))
-        return
     assert response.status_code < 300, response.text
 
 
 async def inject_fault(sb: ThreadedSandbox, **rule: Any) -> None:
     """Add a fault rule (``path`` regex, ``status``, ``count``, ``retry_after``)."""
     response = await control(sb, "faults", rule)
-    if response.status_code == 404:  # control API not there yet
-        import re
-
-        from sandbox.state import FaultRule
-
-        fault = FaultRule(
-            path=re.compile(rule["path"]),
-            status=rule.get("status"),
-            count=rule.get("count"),
-            retry_after=rule.get("retry_after"),
-        )
-        sb.call(sb.state.faults.append, fault)
-        return
     assert response.status_code < 300, response.text
 
 
 async def snapshot(sb: ThreadedSandbox) -> dict[str, Any]:
-    """``GET /_sandbox/state`` (or the registered snapshots when the control API is absent)."""
+    """``GET /_sandbox/state``."""
     async with httpx.AsyncClient(verify=sandbox_ssl_context(sb), trust_env=False) as http:
         response = await http.get(f"{sb.ready['base_url']}/_sandbox/state", timeout=10)
-    if response.status_code == 404:
-        return dict(sb.call(lambda: {k: f() for k, f in sb.state.snapshots.items()}))
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -51,6 +51,7 @@ from tests.integration.graph_support import (
     query,
     raw,
     signed_in,
+    snapshot,
     token_for,
     undocumented,
     user_add,
@@ -106,8 +107,7 @@ async def pending_request(sb: ThreadedSandbox) -> tuple[str, str]:
     request_id = created.id
 
     async def stage_id() -> str | None:
-        snapshot = sb.call(sb.state.snapshots["approvals"])
-        for approval in snapshot:
+        for approval in (await snapshot(sb))["approvals"]:
             if approval["id"] == request_id and approval["stages"]:
                 return str(approval["stages"][0]["id"])
         return None
