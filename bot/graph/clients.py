@@ -25,6 +25,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
 from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_request_adapter import options as graph_adapter_options
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
@@ -102,7 +103,11 @@ class GraphClients:
         self._cipher = (
             TokenCipher(settings.token_key.get_secret_value()) if settings.token_key else None
         )
-        self._http = httpx.AsyncClient(verify=self._ssl, timeout=HTTP_TIMEOUT_S)
+        # msgraph-core's transport wrapper does not close the transport it wraps: own it here.
+        self._transport = httpx.AsyncHTTPTransport(verify=self._ssl)
+        self._http = httpx.AsyncClient(
+            transport=self._transport, timeout=HTTP_TIMEOUT_S, trust_env=False
+        )
         self._aio_session: aiohttp.ClientSession | None = None
         self._credential: AsyncTokenCredential | None = None
         self._app_client: GraphServiceClient | None = None
@@ -150,7 +155,9 @@ class GraphClients:
 
     def _client(self, credential: AsyncTokenCredential) -> GraphServiceClient:
         auth = AzureIdentityAuthenticationProvider(credential, scopes=[APP_SCOPE])
-        http = GraphClientFactory.create_with_default_middleware(client=self._http)
+        http = GraphClientFactory.create_with_default_middleware(
+            client=self._http, options=graph_adapter_options
+        )
         adapter = GraphRequestAdapter(auth, client=http)
         adapter.base_url = f"{self.settings.graph_url}/v1.0"
         return GraphServiceClient(request_adapter=adapter)
@@ -279,6 +286,7 @@ class GraphClients:
         if self._aio_session is not None:
             await self._aio_session.close()
         await self._http.aclose()
+        await self._transport.aclose()
         await asyncio.to_thread(self._msal_session.close)
 
 

@@ -27,6 +27,7 @@ from msgraph.generated.models.entitlement_management_schedule import (
 )
 from msgraph.generated.models.expiration_pattern import ExpirationPattern
 from msgraph.generated.models.expiration_pattern_type import ExpirationPatternType
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
 from bot.commands import to_iso
@@ -58,6 +59,10 @@ _TYPES = {
     (RequestKind.UPDATE, False): AccessPackageRequestType.AdminUpdate,
     (RequestKind.REMOVE, False): AccessPackageRequestType.AdminRemove,
 }
+
+
+# userType is not returned unless selected (Graph's default property set).
+USER_FIELDS = ["id", "displayName", "mail", "userPrincipalName", "userType"]
 
 
 def _odata_quote(value: str) -> str:
@@ -187,7 +192,7 @@ class GraphEntitlements:
         """One request with its assignment, requestor and package (app-only)."""
         builder = self._em.assignment_requests.by_access_package_assignment_request_id(request_id)
         qp = AccessPackageAssignmentRequestItemRequestBuilder.AccessPackageAssignmentRequestItemRequestBuilderGetQueryParameters(  # noqa: E501
-            expand=["assignment", "requestor", "accessPackage"]
+            expand=["assignment($expand=target,assignmentPolicy)", "requestor", "accessPackage"]
         )
         raw = await graph_call(
             "get_request",
@@ -210,7 +215,7 @@ class GraphEntitlements:
         builder = self._em.assignment_requests
         qp = AssignmentRequestsRequestBuilder.AssignmentRequestsRequestBuilderGetQueryParameters(
             filter=" and ".join(clauses),
-            expand=["accessPackage", "requestor", "assignment"],
+            expand=["accessPackage", "requestor", "assignment($expand=target,assignmentPolicy)"],
             top=100,
         )
         page = await graph_call(
@@ -301,9 +306,13 @@ class GraphDirectory:
 
     async def get_user(self, key: str) -> Principal | None:
         """A user by object id or UPN; None when Graph says 404."""
+        qp = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_FIELDS)
+        builder = self._clients.app.users.by_user_id(key)
         try:
             user = await graph_call(
-                "get_user", self._clients.app.users.by_user_id(key).get(), self._metrics
+                "get_user",
+                builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
+                self._metrics,
             )
         except NotFound:
             return None
@@ -314,7 +323,7 @@ class GraphDirectory:
         for prop in ("mail", "userPrincipalName"):
             qp = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
                 filter=f"{prop} eq {_odata_quote(mail)}",
-                select=["id", "displayName", "mail", "userPrincipalName", "userType"],
+                select=USER_FIELDS,
             )
             page = await graph_call(
                 "find_user",
