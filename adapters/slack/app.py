@@ -1,0 +1,223 @@
+"""The Slack front end's plumbing: the bolt ``AsyncApp`` behind ``POST /slack/events``, the
+background work after each ack (tracked, finished or cancelled at shutdown), per-user locks, and
+the front end's one error handler.
+
+Every request is verified by bolt (signature and a timestamp within five minutes, else 401 and
+nothing runs).  Listeners only parse and ``ack()``; anything that may call Graph runs after the
+ack in a background task (``SlackFrontEnd.spawn``) and answers through ``response_url`` or a DM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.notifier import SlackNotifier
+from adapters.slack.payloads import BadPayload, Sender
+from adapters.slack.people import SlackPeople
+from bot.config import Settings
+from bot.errors import ElevateError, SignInRequired
+from bot.ports import Reply
+from bot.service import GENERIC_ERROR, ElevateService
+from cards import slack as blocks
+
+log = structlog.get_logger(__name__)
+
+HTTP_TIMEOUT_S = 10.0
+SHUTDOWN_GRACE_S = 5.0
+
+
+class BackgroundTasks:
+    """The work started after acks; ``close`` lets it finish briefly, then cancels the rest."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Awaitable[None], *, name: str) -> asyncio.Task[None]:
+        """Run ``work`` in the background, keeping a reference until it ends."""
+
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def wait_idle(self, within: float) -> bool:
+        """Wait until no work is running (work may start more); False after ``within`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        return True
+
+    async def close(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Give running work ``grace`` seconds, then cancel and await what is left."""
+        await self.wait_idle(grace)
+        pending = set(self._tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Serialise everything done under ``key``."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """Trust ``ELEVATE_CA_BUNDLE`` when set (the sandbox's CA), else the system's."""
+    if settings.ca_bundle is None:
+        return None
+    return ssl.create_default_context(cafile=str(settings.ca_bundle))
+
+
+class SlackFrontEnd:
+    """The bolt app and what its listeners share."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        service: ElevateService,
+        session: aiohttp.ClientSession,
+        client: AsyncWebClient,
+        people: SlackPeople,
+        notifier: SlackNotifier,
+    ) -> None:
+        assert settings.slack_signing_secret is not None
+        self.command = settings.slack_command
+        self.service = service
+        self.session = session
+        self.client = client
+        self.people = people
+        self.notifier = notifier
+        self.tasks = BackgroundTasks()
+        self.locks = KeyedLocks()
+        # process_before_response: listeners only ack and schedule work, so the ack is the
+        # listener's end and bolt need not poll for it (its default runner sleeps 10 ms steps).
+        self.bolt = AsyncApp(
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            client=client,
+            process_before_response=True,
+        )
+        self.bolt.middleware(_ignore_retries)
+        self.bolt.error(_on_listener_error)
+
+    async def events(self, request: web.Request) -> web.Response:
+        """``POST /slack/events``: verify, dispatch to the listeners, return their ack."""
+        response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    def lock(self, sender: Sender) -> contextlib.AbstractAsyncContextManager[None]:
+        """Serialise one Slack user's work (two identical commands can't both create)."""
+        return self.locks.hold(f"{sender.team_id}:{sender.user_id}")
+
+    def spawn(self, work: Awaitable[None], *, sender: Sender, response_url: str, what: str) -> None:
+        """Run ``work`` after the ack under the front end's one error handler: a refusal is
+        told to the user in one sentence, anything else is logged and answered generically."""
+
+        async def guarded() -> None:
+            structlog.contextvars.bind_contextvars(platform="slack", chat_user=sender.user_id)
+            try:
+                await work
+            except SignInRequired as exc:
+                await self.tell(sender, response_url, _signin(exc))
+            except ElevateError as exc:
+                log.info("slack.refused", what=what, error=type(exc).__name__, detail=exc.detail)
+                await self.tell(sender, response_url, Reply(kind="error", text=exc.user_message))
+            except Exception:  # the one handler of unexpected failures: log, answer, go on
+                log.exception("slack.work_failed", what=what)
+                await self.tell(sender, response_url, Reply(kind="error", text=GENERIC_ERROR))
+
+        self.tasks.spawn(guarded(), name=f"slack:{what}:{sender.user_id}")
+
+    async def tell(self, sender: Sender, response_url: str, reply: Reply) -> None:
+        """Answer the user ephemerally through ``response_url``, else in their DM."""
+        text, rendered = blocks.reply_text(reply), blocks.reply_blocks(reply)
+        if response_url and await self.respond(response_url, {"text": text, "blocks": rendered}):
+            return
+        try:
+            channel = await self.people.dm_channel(sender.user_id)
+            await self.client.chat_postMessage(channel=channel, text=text, blocks=rendered)
+        except SlackApiError as exc:
+            log.warning("slack.tell_failed", error=exc.response.get("error"), kind=reply.kind)
+
+    async def respond(self, response_url: str, message: dict[str, Any]) -> bool:
+        """POST an ephemeral message to a ``response_url``; False when Slack refused it."""
+        body = {"response_type": "ephemeral", "replace_original": False, **message}
+        try:
+            async with self.session.post(
+                response_url, json=body, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+            ) as answer:
+                if answer.status == 200:
+                    return True
+                log.warning("slack.response_url_refused", status=answer.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("slack.response_url_failed", error=type(exc).__name__)
+        return False
+
+    async def close(self) -> None:
+        """Finish or cancel the background work, then close the HTTP session."""
+        await self.tasks.close()
+        await self.session.close()
+
+
+def _signin(exc: SignInRequired) -> Reply:
+    return Reply(kind="signin", text=exc.user_message, signin_url=exc.url)
+
+
+async def _ignore_retries(request: Any, next_: Any) -> BoltResponse | None:
+    """Slack re-sends a request it thinks timed out (``X-Slack-Retry-Num``); the first delivery
+    was acked and is being worked on, so a retry is acknowledged and dropped.  Runs after bolt's
+    signature check."""
+    if request.headers.get("x-slack-retry-num"):
+        log.info("slack.retry_ignored", retry=request.headers.get("x-slack-retry-num"))
+        return BoltResponse(status=200, body="")
+    return await next_()  # type: ignore[no-any-return]
+
+
+async def _on_listener_error(error: Exception, response: BoltResponse | None) -> BoltResponse:
+    """A listener failed before its ack: a payload that is not Elevate's is a 400, anything
+    else is logged and a 500 (Slack shows its own error)."""
+    if isinstance(error, BadPayload):
+        log.warning("slack.bad_payload", error=str(error))
+        return BoltResponse(status=400, body="")
+    log.error("slack.listener_failed", exc_info=error)
+    return BoltResponse(status=500, body="")
