@@ -73,6 +73,19 @@ def _utc_text(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+async def paged(
+    operation: str, builder: Any, config: Any, metrics: Metrics | None
+) -> AsyncIterator[Any]:
+    """Every item of a collection, page by page (``@odata.nextLink`` followed as given)."""
+    page = await graph_call(operation, builder.get(request_configuration=config), metrics)
+    while page is not None:
+        for item in page.value or []:
+            yield item
+        if not page.odata_next_link:
+            break
+        page = await graph_call(operation, builder.with_url(page.odata_next_link).get(), metrics)
+
+
 class GraphEntitlements:
     """Entitlement management through the shared Graph clients."""
 
@@ -218,19 +231,9 @@ class GraphEntitlements:
             expand=["accessPackage", "requestor", "assignment($expand=target,assignmentPolicy)"],
             top=100,
         )
-        page = await graph_call(
-            "list_requests",
-            builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
-            self._metrics,
-        )
-        while page is not None:
-            for raw in page.value or []:
-                yield to_request(raw)
-            if not page.odata_next_link:
-                break
-            page = await graph_call(
-                "list_requests", builder.with_url(page.odata_next_link).get(), self._metrics
-            )
+        config = RequestConfiguration(query_parameters=qp)
+        async for raw in paged("list_requests", builder, config, self._metrics):
+            yield to_request(raw)
 
     async def my_requests(self, principal_id: str) -> list[AccessRequest]:
         """Requests targeting the signed-in user (delegated ``filterByCurrentUser``)."""
@@ -282,19 +285,9 @@ class GraphEntitlements:
             expand=["target", "accessPackage", "assignmentPolicy"],
             top=500,
         )
-        page = await graph_call(
-            "list_assignments",
-            builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
-            self._metrics,
-        )
-        while page is not None:
-            for raw in page.value or []:
-                yield to_assignment(raw)
-            if not page.odata_next_link:
-                break
-            page = await graph_call(
-                "list_assignments", builder.with_url(page.odata_next_link).get(), self._metrics
-            )
+        config = RequestConfiguration(query_parameters=qp)
+        async for raw in paged("list_assignments", builder, config, self._metrics):
+            yield to_assignment(raw)
 
 
 class GraphDirectory:
@@ -352,13 +345,9 @@ class GraphDirectory:
     async def group_members(self, group_id: str) -> list[Principal]:
         """The group's user members (all pages)."""
         builder = self._clients.app.groups.by_group_id(group_id).members
-        page = await graph_call("group_members", builder.get(), self._metrics)
         members: list[Principal] = []
-        while page is not None:
-            members.extend(p for p in (to_principal(o) for o in page.value or []) if p)
-            if not page.odata_next_link:
-                break
-            page = await graph_call(
-                "group_members", builder.with_url(page.odata_next_link).get(), self._metrics
-            )
+        async for obj in paged("group_members", builder, None, self._metrics):
+            person = to_principal(obj)
+            if person is not None:
+                members.append(person)
         return members
