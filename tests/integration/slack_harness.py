@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,32 @@ class SlackHarness:
         user = self.sandbox.state.tenant.user(upn)
         assert user is not None, upn
         return user.id
+
+    async def received(self, upn: str, source: str | None = None) -> list[dict[str, Any]]:
+        """The messages ``upn`` received (their DM and ephemeral ones), optionally by source."""
+        return [m for m in await self.messages(user=upn) if source in (None, m["source"])]
+
+    async def has_text(self, upn: str, words: str) -> bool:
+        """Whether a message ``upn`` received shows ``words``."""
+        return any(words in all_text(m) for m in await self.messages(user=upn))
+
+    async def link(self, upn: str) -> None:
+        """Sign ``upn`` in from Slack: ``status`` answers with the sign-in button; follow it
+        and wait for the resumed ``status`` in their DM."""
+        await self.command(upn, "status")
+        await self.settle()
+        prompt = (await self.received(upn, "response_url"))[-1]
+        assert (await self.sign_in(signin_link(prompt))).status_code == 200
+
+        async def resumed() -> bool:
+            return await self.has_text(upn, "no pending request")
+
+        await self.wait_for(resumed, track=False)
+
+    async def audit(self, action: str) -> list[Any]:
+        """Audit events of one kind."""
+        events = await self.components.store.list_audit(datetime(2000, 1, 1, tzinfo=UTC))
+        return [e for e in events if e.action == action]
 
     async def sign_in(self, link: str) -> httpx.Response:
         """Play the browser: open the link, sign in at the authority, post back the code."""

@@ -27,25 +27,13 @@ APPROVER_CHANNEL = "C0APPROVALS"
 
 async def _latest_to(bot: SlackHarness, upn: str, source: str | None = None) -> dict[str, Any]:
     """The last message ``upn`` received (optionally from one source)."""
-    received = [m for m in await bot.messages(user=upn) if source in (None, m["source"])]
+    received = await bot.received(upn, source)
     assert received, f"nothing for {upn}"
     return received[-1]
 
 
-async def sign_in_via_slack(bot: SlackHarness, upn: str) -> None:
-    """Link ``upn``: ``/request-admin status`` answers with a sign-in button; follow it."""
-    await bot.command(upn, "status")
-    await bot.settle()
-    prompt = await _latest_to(bot, upn, "response_url")
-    assert action_ids(prompt) == ["elevate.signin"]
-    assert (await bot.sign_in(signin_link(prompt))).status_code == 200
-    await bot.wait_for(
-        lambda: _has(bot, upn, "no pending request"), track=False
-    )  # the resumed status is DMed
-
-
 async def _has(bot: SlackHarness, upn: str, words: str) -> bool:
-    return any(words in all_text(m) for m in await bot.messages(user=upn))
+    return await bot.has_text(upn, words)
 
 
 async def _cards(bot: SlackHarness) -> list[dict[str, Any]]:
@@ -136,7 +124,7 @@ async def test_deny_takes_the_reason_from_the_modal(
     every copy, the requester's DM and the admin channel."""
     sandbox = make_sandbox()
     async with start_slack_bot(sandbox, tmp_path) as bot:
-        await sign_in_via_slack(bot, CAROL)
+        await bot.link(CAROL)
         await _request_via_signin(bot)
 
         async def cards_posted() -> bool:
