@@ -302,3 +302,36 @@ async def test_signin_link_replayed_or_expired_is_refused(
 
         unknown = await bot.browser.get(f"{bot.url}/auth/start?state=not-a-real-state")
         assert unknown.status_code == 400
+
+
+async def test_teams_signin_must_be_the_teams_account_and_tokens_are_encrypted(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """A Teams user signing in as someone else binds nothing; stored tokens are ciphertext."""
+    sandbox = make_sandbox()
+    async with start_bot(sandbox, tmp_path) as bot:
+        alice_in_teams = bot.teams_user(ALICE)
+        reply = await bot.service.run_command(alice_in_teams, "status")
+        assert reply.kind == "signin"
+        wrong = await bot.sign_in(reply.signin_url, as_upn=BOB)
+        assert wrong.status_code == 400
+        assert "not the account you use in Teams" in wrong.text
+        store = bot.components.store
+        workspace = alice_in_teams.workspace
+        assert await store.get_identity("teams", workspace, alice_in_teams.user_id) is None
+        assert await store.load_token_cache(bot.user_id(BOB)) is None
+
+        reply = await bot.service.run_command(alice_in_teams, "status")
+        assert (await bot.sign_in(reply.signin_url, as_upn=ALICE)).status_code == 200
+        linked = await store.get_identity("teams", workspace, alice_in_teams.user_id)
+        assert linked is not None
+        assert linked.principal_id == bot.user_id(ALICE)
+        blob = await store.load_token_cache(bot.user_id(ALICE))
+        assert blob is not None
+        assert b"refresh_token" not in blob.lower()
+        assert b"secret" not in blob.lower()
+        # the delegated client refreshes silently from the decrypted cache
+        bot.components.clients.forget_user(bot.user_id(ALICE))
+        token, expires = await bot.components.clients.user_access_token(bot.user_id(ALICE))
+        assert token.count(".") == 2
+        assert expires > 0
