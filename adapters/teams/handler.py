@@ -1,0 +1,121 @@
+"""``POST /api/messages``: our own thin aiohttp handler (not ``CloudAdapter.process``).
+
+botbuilder's handler answers 500 for bad tokens and double-serialises invoke responses
+(spec/chat.md §1, problems 1–3).  This one:
+
+1. refuses anything but JSON (415) and malformed activities (400);
+2. authenticates the channel's JWT (``ChannelAuth``): any failure is **401** and nothing runs;
+3. runs an ``invoke`` within the request and answers with its invoke response (the card);
+4. runs every other activity **after** answering 202, as a background task (Graph can take
+   seconds; the reply goes out later through the Connector).  Tasks are tracked and awaited,
+   then cancelled, at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+from aiohttp import web
+from botbuilder.schema import Activity, ActivityTypes
+
+from adapters.teams.adapter import TeamsAdapter
+from adapters.teams.auth import AuthError, ChannelAuth
+from adapters.teams.bot import TeamsBot
+
+log = structlog.get_logger(__name__)
+SHUTDOWN_GRACE_S = 10.0
+
+
+class BackgroundTasks:
+    """Turns running after their HTTP answer; awaited (then cancelled) at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> None:
+        """Run ``work`` in the background, logging anything it raises."""
+        task = asyncio.get_running_loop().create_task(self._guard(work, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guard(work: Coroutine[Any, Any, Any], name: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a background turn has nobody to answer: log it
+            log.exception("teams.background_failed", task=name)
+
+    async def drain(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Wait for running turns (at most ``grace_s`` seconds), then cancel the rest."""
+        pending = set(self._tasks)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def idle(self) -> None:
+        """Wait until no turn runs (tests and benchmarks: "the bot has answered")."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self, _app: web.Application) -> None:
+        """``on_shutdown`` hook."""
+        await self.drain()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+class MessagesHandler:
+    """The ``/api/messages`` route."""
+
+    def __init__(
+        self, *, auth: ChannelAuth, adapter: TeamsAdapter, bot: TeamsBot, tasks: BackgroundTasks
+    ) -> None:
+        self.auth = auth
+        self.adapter = adapter
+        self.bot = bot
+        self.tasks = tasks
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Verify, then run the activity (now for invokes, after answering otherwise)."""
+        if "application/json" not in request.headers.get("Content-Type", ""):
+            return web.json_response({"error": "expected application/json"}, status=415)
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return _unauthorized("no Authorization header")
+        try:
+            raw = await request.json()
+            if not isinstance(raw, dict):
+                raise ValueError("not an object")
+            activity = Activity().deserialize(raw)
+        except ValueError:  # bad JSON, or msrest's DeserializationError (a ValueError)
+            return web.json_response({"error": "malformed activity"}, status=400)
+        try:
+            await self.auth.authenticate(header, raw)
+        except AuthError as exc:
+            return _unauthorized(str(exc))
+        if activity.type == ActivityTypes.invoke:
+            response = await self.adapter.process(activity, raw, self.bot.on_turn)
+            assert response is not None
+            if response.body is None:
+                return web.Response(status=response.status)
+            return web.json_response(response.body, status=response.status)
+        self.tasks.spawn(
+            self.adapter.process(activity, raw, self.bot.on_turn), name=f"teams:{activity.type}"
+        )
+        return web.Response(status=202)
+
+
+def _unauthorized(reason: str) -> web.Response:
+    log.warning("teams.unauthenticated", reason=reason)
+    return web.json_response({"error": "unauthorized"}, status=401)
