@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 from aiohttp import web
 
 from adapters.notify import FanOutNotifier
@@ -30,6 +32,9 @@ from tests.integration.bot_harness import _with_hint, free_socket
 from tests.integration.conftest import _FormFields, sandbox_ssl_context
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+ADAPTIVE_SCHEMA = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "schemas" / "adaptive-card-1.5.json"
+)
 
 
 @dataclass
@@ -42,6 +47,7 @@ class TeamsHarness:
     url: str
     control: httpx.AsyncClient
     browser: httpx.AsyncClient
+    invoke_cards: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def service(self) -> Any:
@@ -69,6 +75,9 @@ class TeamsHarness:
         response = await self.control.post("/_sandbox/teams/send", json={"user": upn, **body})
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()
+        body = answer.get("body")
+        if isinstance(body, dict) and body.get("type") == ADAPTIVE:
+            self.invoke_cards.append(body["value"])  # every card a click got back
         return answer
 
     async def say(self, upn: str, text: str, **body: Any) -> dict[str, Any]:
@@ -230,6 +239,19 @@ def texts(card: dict[str, Any]) -> str:
 
     walk(card.get("body", []))
     return "\n".join(out)
+
+
+def check_cards(cards: list[dict[str, Any]]) -> None:
+    """Validate cards against the Adaptive Cards 1.5 schema (``../shared/schemas``).
+
+    Without the vendored schema this checks nothing; ``tests/unit/test_cards_teams.py`` skips
+    with the reason in that case.
+    """
+    if not ADAPTIVE_SCHEMA.is_file():
+        return
+    validator = jsonschema.Draft6Validator(json.loads(ADAPTIVE_SCHEMA.read_text(encoding="utf-8")))
+    for card in cards:
+        validator.validate(card)
 
 
 def invoke_card(answer: dict[str, Any]) -> dict[str, Any]:
