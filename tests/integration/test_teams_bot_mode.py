@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from bot.domain import ChatUser, Platform
 from cards import actions
 from sandbox.server import ThreadedSandbox
 from tests.integration.teams_harness import (
     card_of,
+    check_cards,
+    every_card,
     invoke_card,
     start_teams_bot,
     texts,
@@ -56,8 +60,70 @@ async def test_bot_mode_request_approve_grant(
         )
         admin = await bot.channel_posts("IT admins")
         assert any("was granted local admin rights" in texts(card_of(p)) for p in admin)
+        check_cards(every_card(await bot.activities()) + bot.invoke_cards)
 
 
 async def _has_text(bot: object, upn: str, needle: str) -> bool:
     cards = await bot.cards_to(upn)  # type: ignore[attr-defined]
     return any(needle in texts(card_of(c)) for c in cards)
+
+
+async def test_submit_fallback_and_a_decision_made_elsewhere_update_teams_cards(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """Action.Submit (older clients) decides and updates the card in place; a decision made
+    outside Teams (Slack, the portal) updates the Teams copies too."""
+    sandbox = make_sandbox()
+    async with start_teams_bot(sandbox, tmp_path, mode="bot") as bot:
+        await bot.say(ALICE, "request-admin 1h fixing the printer driver")
+        [bob_post] = await bot.cards_to(BOB)
+        deny = next(a for a in card_of(bob_post)["actions"] if a.get("verb") == actions.DENY)
+        value = {**deny["fallback"]["data"]}
+        answer = await bot.send(BOB, value=value, reply_to_id=bob_post["activityId"])
+        assert answer["status"] == 202
+        await bot.settle()
+        [bob_post] = await bot.cards_to(BOB)
+        assert bob_post["method"] == "PUT"
+        assert any(i.get("id") == "reason" for i in card_of(bob_post)["body"])
+
+        carol = ChatUser(
+            platform=Platform.SLACK,
+            workspace="T0CONTOSO",
+            user_id="U0CAROL",
+            email=CAROL,
+        )
+        view = await bot.service.decide(carol, bob_post_request_id(bob_post), True, None)
+        assert view.state == "approved"
+        for posted in await bot.cards_to(BOB) + await bot.channel_posts("Admin approvals"):
+            assert "Approved by Carol Approver" in texts(card_of(posted))
+        assert await _has_text(bot, ALICE, "Carol Approver approved your request")
+        check_cards(every_card(await bot.activities()) + bot.invoke_cards)
+
+
+async def test_channel_request_is_answered_in_its_thread(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """A request typed in a channel (with the bot's @mention) is answered in that thread."""
+    sandbox = make_sandbox()
+    async with start_teams_bot(sandbox, tmp_path, mode="bot") as bot:
+        answer = await bot.send(
+            ALICE, text="request-admin 2h new laptop setup", conversation="IT admins"
+        )
+        assert answer["status"] == 202
+        await bot.settle()
+        thread = answer["activity"]["conversation"]["id"]
+        replies = await bot.activities(conversation=thread)
+        assert len(replies) == 1
+        assert "Request sent" in texts(card_of(replies[0]))
+        tracked = await bot.components.store.find_open_request_for(bot.user_id(ALICE))
+        assert tracked is not None
+        assert tracked.justification == "new laptop setup"
+
+
+def bob_post_request_id(posted: dict[str, Any]) -> str:
+    """The request id an approval card acts on (from its refresh payload)."""
+    card = card_of(posted)
+    data = card.get("refresh", {}).get("action", {}).get("data") or next(
+        a["data"] for a in card["actions"] if "payload" in a.get("data", {})
+    )
+    return actions.decode(data["payload"]).subject_id
