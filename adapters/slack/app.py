@@ -37,6 +37,9 @@ log = structlog.get_logger(__name__)
 
 HTTP_TIMEOUT_S = 10.0
 SHUTDOWN_GRACE_S = 5.0
+# Background work waits (at most this long) until no Slack request is being answered, so a burst
+# of commands is acked before their Graph work competes with the acks for the event loop.
+ACKS_FIRST_S = 0.1
 
 
 class BackgroundTasks:
@@ -130,6 +133,9 @@ class SlackFrontEnd:
         self.notifier = notifier
         self.tasks = BackgroundTasks()
         self.locks = KeyedLocks()
+        self._answering = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         # process_before_response: listeners only ack and schedule work, so the ack is the
         # listener's end and bolt need not poll for it (its default runner sleeps 10 ms steps).
         self.bolt = AsyncApp(
@@ -142,8 +148,15 @@ class SlackFrontEnd:
 
     async def events(self, request: web.Request) -> web.Response:
         """``POST /slack/events``: verify, dispatch to the listeners, return their ack."""
-        response = await self.bolt.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        self._answering += 1
+        self._quiet.clear()
+        try:
+            response = await self.bolt.async_dispatch(await to_bolt_request(request))
+            return await to_aiohttp_response(response)
+        finally:
+            self._answering -= 1
+            if not self._answering:
+                self._quiet.set()
 
     def lock(self, sender: Sender) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialise one Slack user's work (two identical commands can't both create)."""
@@ -155,6 +168,8 @@ class SlackFrontEnd:
 
         async def guarded() -> None:
             structlog.contextvars.bind_contextvars(platform="slack", chat_user=sender.user_id)
+            with contextlib.suppress(TimeoutError):  # acks first (bounded wait)
+                await asyncio.wait_for(self._quiet.wait(), ACKS_FIRST_S)
             try:
                 await work
             except SignInRequired as exc:
