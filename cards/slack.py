@@ -75,11 +75,12 @@ _KIND_ICON = {
 # --- text ---------------------------------------------------------------------------------------
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
 
 
 def escape(text: str) -> str:
     """``text`` safe for mrkdwn: ``&``, ``<`` and ``>`` as Slack's HTML entities."""
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+    return text.translate(_ESCAPE_TABLE)
 
 
 def mrkdwn(text: str, limit: int = SECTION_TEXT_MAX) -> str:
@@ -205,7 +206,8 @@ def approval_blocks(view: RequestView, *, actionable: bool) -> list[Block]:
         {"type": "section", "text": _labelled("Reason", reason, SECTION_TEXT_MAX)},
     ]
     if note is not None:
-        blocks.append({"type": "section", "text": _labelled("Approver's note", note, 3000)})
+        note_text = _labelled("Approver's note", note, SECTION_TEXT_MAX)
+        blocks.append({"type": "section", "text": note_text})
     blocks.append(_context(status_line(view)))
     if actionable:
         value = _payload(view.request_id)
