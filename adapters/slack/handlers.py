@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+from slack_sdk.errors import SlackApiError
+
 from adapters.slack import payloads
 from adapters.slack.app import SlackFrontEnd
 from adapters.slack.payloads import ButtonClick, FormContext, Sender, SlashCommand
@@ -19,19 +22,18 @@ from bot.commands import (
     HELP_TEXT,
     Cancel,
     Command,
-    Extend,
     Help,
-    Release,
     RequestAdmin,
     RequestForm,
     format_duration,
     parse,
-    parse_duration,
 )
 from bot.errors import UsageError
 from bot.ports import Notice, Reply
 from cards import actions
 from cards import slack as blocks
+
+log = structlog.get_logger(__name__)
 
 # What the requester's DM says was done, for commands that change a request.
 _DM_KIND = {RequestAdmin: "submitted", Cancel: "canceled"}
@@ -112,26 +114,13 @@ def register(front: SlackFrontEnd) -> None:
     async def on_notice_button(ack: Any, body: dict[str, Any]) -> None:
         await ack()
         click = payloads.button_click(body)
-        command, text = _notice_command(click)
+        command, text = payloads.notice_command(click)
         cmd = SlashCommand(click.sender, text, click.channel_id, click.response_url, "")
         work.start(click.sender, click.response_url, click.action_id, work.run(cmd, command, text))
 
     @bolt.action(blocks.SIGNIN)
     async def on_signin_link(ack: Any) -> None:
         await ack()  # a link button: Slack opens the URL; nothing to do here
-
-
-def _notice_command(click: ButtonClick) -> tuple[Command, str]:
-    """The command an Extend / Release / Cancel button stands for."""
-    if click.action_id == actions.EXTEND:
-        try:
-            duration = parse_duration(click.subject.duration or "")
-        except UsageError as exc:
-            raise payloads.BadPayload("extend button without a duration") from exc
-        return Extend(duration), f"extend {format_duration(duration)}"
-    if click.action_id == actions.RELEASE:
-        return Release(), "release"
-    return Cancel(), "cancel"
 
 
 class SlackWork:
@@ -178,9 +167,14 @@ class SlackWork:
             )
         else:
             view = blocks.message_modal(reply)
-        await front.client.views_update(
-            view_id=opened["view"]["id"], hash=opened["view"]["hash"], view=view
-        )
+        try:
+            await front.client.views_update(
+                view_id=opened["view"]["id"], hash=opened["view"]["hash"], view=view
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("not_found", "hash_conflict"):
+                raise
+            log.info("slack.form_closed_before_update")  # the user closed the modal meanwhile
 
     async def open_deny_form(self, click: ButtonClick) -> None:
         """Open the reason modal for Deny (no Graph call before it: the trigger id lasts 3 s)."""

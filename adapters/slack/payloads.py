@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.commands import USAGE_EXAMPLES, parse_duration
+from bot.commands import (
+    USAGE_EXAMPLES,
+    Cancel,
+    Command,
+    Extend,
+    Release,
+    format_duration,
+    parse_duration,
+)
 from bot.errors import UsageError
 from cards import actions
 from cards.slack import (
@@ -247,3 +255,16 @@ def deny_submission(body: dict[str, Any]) -> DenySubmission | dict[str, str]:
     return DenySubmission(
         sender=sender_of(body), context=context, reason=truncate(reason, MAX_REASON)
     )
+
+
+def notice_command(click: ButtonClick) -> tuple[Command, str]:
+    """The command an Extend / Release / Cancel button stands for."""
+    if click.action_id == actions.EXTEND:
+        try:
+            duration = parse_duration(click.subject.duration or "")
+        except UsageError as exc:
+            raise BadPayload("extend button without a duration") from exc
+        return Extend(duration), f"extend {format_duration(duration)}"
+    if click.action_id == actions.RELEASE:
+        return Release(), "release"
+    return Cancel(), "cancel"
