@@ -4,9 +4,12 @@ real core against the sandbox's Graph, in ``entra`` mode (real sign-in) and ``bo
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.domain import Principal
+from bot.ports import Notice
 from cards import actions
 from sandbox.server import ThreadedSandbox
 from tests.integration.slack_harness import (
@@ -237,4 +240,45 @@ async def test_bot_mode_request_approve_grant(
         assert "granted" in notice["text"]
         emails = [c["args"]["user"] for c in await bot.calls("users.info")]
         assert set(emails) == {"U0ALICE", "U0CAROL"}
+        await check_everything(bot)
+
+
+async def test_release_button_of_a_notice_gives_the_rights_back(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """A DM notice with Extend / Release buttons (as the expiry loop sends) works: Release
+    runs as the clicker and the admins are told."""
+    sandbox = make_sandbox()
+    async with start_slack_bot(sandbox, tmp_path, mode="bot") as bot:
+        await bot.command(ALICE, "1h printer driver")
+        await bot.settle()
+        carol_card = next(c for c in await _cards(bot) if c["recipient_upn"] == CAROL)
+        await bot.click(CAROL, carol_card, actions.APPROVE)
+
+        async def granted() -> bool:
+            return await _has(bot, ALICE, "You are now a local administrator")
+
+        await bot.wait_for(granted)
+        tracked = await bot.components.store.list_open_requests()
+        assert tracked == []  # delivered and closed
+        alice = Principal(id=bot.user_id(ALICE), upn=ALICE, display_name="Alice Requester")
+        notice = Notice(
+            kind="expiring",
+            text="Your admin rights end in 15 minutes.",
+            actions=("extend", "release"),
+            extend_choices=(timedelta(hours=1),),
+            subject_id="0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+        )
+        await bot.components.notifier.notify_user(alice, notice)
+        expiring = await _latest_to(bot, ALICE)
+        assert action_ids(expiring) == [actions.EXTEND, actions.RELEASE]
+        await bot.click(ALICE, expiring, actions.RELEASE)
+        await bot.settle()
+        released = await _latest_to(bot, ALICE, "response_url")
+        assert released["ephemeral"]
+        assert "Your local admin rights are being removed" in released["text"]
+        assert (
+            "released their local admin rights"
+            in (await bot.messages(channel=ADMIN_CHANNEL))[-1]["text"]
+        )
         await check_everything(bot)
