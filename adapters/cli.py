@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -49,6 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     sb.add_argument("--bot-url", help="where the bot listens, for /_sandbox/teams|slack delivery")
 
+    dm = sub.add_parser(
+        "demo",
+        help="try Elevate: sandbox + bot + a web chat, nothing to configure",
+        description="Run the sandbox tenant and the bot against it, and serve a web chat to try "
+        "Elevate in Teams or Slack as each person.  Ctrl-C stops everything.",
+    )
+    dm.add_argument(
+        "--port",
+        type=int,
+        help="port of the web chat; 0 picks a free one (default 8765, or a free one if taken)",
+    )
+    dm.add_argument("--no-browser", action="store_true", help="do not open the web chat")
+    dm.add_argument(
+        "--state-dir",
+        type=Path,
+        help="keep the demo's files here (each run starts afresh; default: a temp dir, removed "
+        "at exit)",
+    )
+    dm.add_argument("--verbose", action="store_true", help="log every request of the bot")
+
     mf = sub.add_parser("manifest", help="print or build the Slack / Teams app manifests")
     mf_sub = mf.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
     mslack = mf_sub.add_parser("slack", help="print the Slack app manifest (YAML)")
@@ -68,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sandbox(args)
     if args.command == "manifest":
         return _manifest(args)
+    if args.command == "demo":
+        return _demo(args)
     if args.command == "serve":
         from adapters.server import serve
 
@@ -96,6 +119,18 @@ def _sandbox(args: argparse.Namespace) -> int:
             bot_url=args.bot_url,
         )
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from adapters.demo import DemoOptions, run
+
+    options = DemoOptions(
+        port=args.port,
+        open_browser=not args.no_browser,
+        state_dir=args.state_dir,
+        verbose=args.verbose,
+    )
+    return run(options, os.environ)
 
 
 def _manifest(args: argparse.Namespace) -> int:
