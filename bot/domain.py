@@ -177,6 +177,7 @@ class Assignment:
     package_id: str | None = None
     target_name: str | None = None
     target_upn: str | None = None
+    target_mail: str | None = None
 
     @property
     def is_active(self) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import isodate
 from msgraph.generated.models.access_package_approval_stage import AccessPackageApprovalStage
 from msgraph.generated.models.access_package_assignment import AccessPackageAssignment
 from msgraph.generated.models.access_package_assignment_policy import (
@@ -170,6 +172,58 @@ def to_assignment(a: AccessPackageAssignment) -> Assignment:
         package_id=a.access_package.id if a.access_package else None,
         target_name=target.display_name if target else None,
         target_upn=target.principal_name if target else None,
+        target_mail=target.email if target else None,
+    )
+
+
+def _json_datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _json_duration(value: Any) -> timedelta | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = isodate.parse_duration(value)
+    except (isodate.ISO8601Error, ValueError):
+        return None
+    return parsed if isinstance(parsed, timedelta) else None
+
+
+def _json_object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def assignment_from_json(a: Mapping[str, Any], package_id: str | None = None) -> Assignment:
+    """An Assignment from an assignment's Graph JSON (``target`` and ``assignmentPolicy`` used
+    when expanded).  The listing of thousands of assignments reads JSON directly: building
+    msgraph-sdk models costs milliseconds per item."""
+    schedule = _json_object(a.get("schedule"))
+    expiration = _json_object(schedule.get("expiration"))
+    start = _json_datetime(schedule.get("startDateTime"))
+    end = _json_datetime(expiration.get("endDateTime"))
+    duration = _json_duration(expiration.get("duration"))
+    if end is None and start is not None and duration:
+        end = start + duration
+    target = _json_object(a.get("target"))
+    policy = _json_object(a.get("assignmentPolicy"))
+    package = _json_object(a.get("accessPackage"))
+    return Assignment(
+        id=str(a.get("id") or ""),
+        state=str(a.get("state") or ""),
+        target_id=str(target.get("objectId") or ""),
+        start=start,
+        end=end,
+        policy_id=policy.get("id"),
+        package_id=package.get("id") or package_id,
+        target_name=target.get("displayName"),
+        target_upn=target.get("principalName"),
+        target_mail=target.get("email"),
     )
 
 
