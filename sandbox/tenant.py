@@ -121,12 +121,33 @@ class Tenant:
     teams_channels: list[Channel] = field(default_factory=list)
 
     def user(self, key: str) -> User | None:
-        """A user by object id or user principal name (case-insensitive)."""
+        """A user by object id or user principal name (case-insensitive).
+
+        O(1): an index of ``users`` is rebuilt when the list was replaced or changed length
+        (a benchmark renders tens of thousands of assignment targets per sweep).
+        """
+        index = self._user_index()
+        found = index.get(key) or index.get(key.lower())
+        if found is not None and (
+            found.id == key or found.user_principal_name.lower() == key.lower()
+        ):
+            return found
         low = key.lower()
-        for u in self.users:
+        for u in self.users:  # a user edited in place since the index was built
             if u.id == key or u.user_principal_name.lower() == low:
                 return u
         return None
+
+    def _user_index(self) -> dict[str, User]:
+        cached = self.__dict__.get("_users_index")
+        if cached is None or cached[0] is not self.users or cached[1] != len(self.users):
+            index: dict[str, User] = {}
+            for u in reversed(self.users):  # the first match wins, as in a scan
+                index[u.user_principal_name.lower()] = u
+                index[u.id] = u
+            cached = (self.users, len(self.users), index)
+            self.__dict__["_users_index"] = cached
+        return cached[2]
 
     def group(self, group_id: str) -> Group | None:
         """A group by object id."""

@@ -25,7 +25,7 @@ from sandbox.graph.em_model import (
     Subject,
 )
 from sandbox.graph.em_policy import find_policy, policy_properties
-from sandbox.graph.odata import parse_expand
+from sandbox.graph.odata import parse_expand, select
 from sandbox.tenant import AccessPackage, Catalog, Tenant
 
 GRAPH = "https://graph.microsoft.com/v1.0/$metadata#identityGovernance/entitlementManagement"
@@ -64,6 +64,20 @@ def nested_expand(options: str) -> dict[str, str]:
         if key.strip().lower() == "$expand":
             return parse_expand(value)
     return {}
+
+
+def nested_select(options: str) -> str | None:
+    """The ``$select`` inside ``name($select=a,b)`` options text, or None."""
+    for part in _split_options(options):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "$select":
+            return value
+    return None
+
+
+def _selected(body: dict[str, Any] | None, options: str) -> dict[str, Any] | None:
+    fields = nested_select(options) if options else None
+    return select(body, fields) if body is not None and fields else body
 
 
 def _split_options(options: str) -> list[str]:
@@ -289,13 +303,18 @@ class Renderer:
         }
         expand = expand or {}
         if "target" in expand:
-            body["target"] = self.subject(Subject(assignment.target_id, "user"))
+            subject = self.subject(Subject(assignment.target_id, "user"))
+            body["target"] = _selected(subject, expand["target"])
         if "accesspackage" in expand:
             package = self.package_by_id(assignment.package_id)
-            body["accessPackage"] = self.package(package) if package else None
+            body["accessPackage"] = _selected(
+                self.package(package) if package else None, expand["accesspackage"]
+            )
         if "assignmentpolicy" in expand:
             policy = find_policy(self.tenant, assignment.policy_id)
-            body["assignmentPolicy"] = self.policy(policy) if policy else None
+            body["assignmentPolicy"] = _selected(
+                self.policy(policy) if policy else None, expand["assignmentpolicy"]
+            )
         return body
 
     # --- approvals --------------------------------------------------------------------
