@@ -60,9 +60,10 @@
     return node;
   }
 
+  // An absolute http(s) URL, or null: relative, javascript:, data: … never become links.
   function safeUrl(url) {
     try {
-      const parsed = new URL(String(url), location.href);
+      const parsed = new URL(String(url));
       return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.href : null;
     } catch (e) {
       return null;
