@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import aiohttp
@@ -48,13 +48,9 @@ class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, work: Awaitable[None], *, name: str) -> asyncio.Task[None]:
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run ``work`` in the background, keeping a reference until it ends."""
-
-        async def run() -> None:
-            await work
-
-        task = asyncio.get_running_loop().create_task(run(), name=name)
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -133,6 +129,7 @@ class SlackFrontEnd:
         self.notifier = notifier
         self.tasks = BackgroundTasks()
         self.locks = KeyedLocks()
+        self.shutdown_grace = SHUTDOWN_GRACE_S
         self._answering = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
@@ -162,7 +159,9 @@ class SlackFrontEnd:
         """Serialise one Slack user's work (two identical commands can't both create)."""
         return self.locks.hold(f"{sender.team_id}:{sender.user_id}")
 
-    def spawn(self, work: Awaitable[None], *, sender: Sender, response_url: str, what: str) -> None:
+    def spawn(
+        self, work: Coroutine[Any, Any, None], *, sender: Sender, response_url: str, what: str
+    ) -> None:
         """Run ``work`` after the ack under the front end's one error handler: a refusal is
         told to the user in one sentence, anything else is logged and answered generically."""
 
@@ -181,7 +180,10 @@ class SlackFrontEnd:
                 log.exception("slack.work_failed", what=what)
                 await self.tell(sender, response_url, Reply(kind="error", text=GENERIC_ERROR))
 
-        self.tasks.spawn(guarded(), name=f"slack:{what}:{sender.user_id}")
+        task = self.tasks.spawn(guarded(), name=f"slack:{what}:{sender.user_id}")
+        # Cancelled at shutdown before it began, ``work`` must still be closed (else Python warns
+        # that it was never awaited); closing a finished coroutine does nothing.
+        task.add_done_callback(lambda _: work.close())
 
     async def tell(self, sender: Sender, response_url: str, reply: Reply) -> None:
         """Answer the user ephemerally through ``response_url``, else in their DM."""
@@ -210,7 +212,7 @@ class SlackFrontEnd:
 
     async def close(self) -> None:
         """Finish or cancel the background work, then close the HTTP session."""
-        await self.tasks.close()
+        await self.tasks.close(self.shutdown_grace)
         await self.session.close()
 
 

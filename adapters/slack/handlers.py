@@ -10,6 +10,7 @@ background job that calls the core and renders its answer.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
@@ -129,7 +130,9 @@ class SlackWork:
     def __init__(self, front: SlackFrontEnd) -> None:
         self.front = front
 
-    def start(self, sender: Sender, response_url: str, what: str, job: Any) -> None:
+    def start(
+        self, sender: Sender, response_url: str, what: str, job: Coroutine[Any, Any, None]
+    ) -> None:
         """Run ``job`` in the background under the front end's error handler."""
         self.front.spawn(job, sender=sender, response_url=response_url, what=what)
 
