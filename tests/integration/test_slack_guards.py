@@ -190,3 +190,23 @@ async def test_a_long_justification_with_a_mention_is_escaped_and_cut(
             assert len(reason) <= 3000
         assert "&lt;!here&gt;" in all_text((await bot.received(ALICE))[-1])
         await check_everything(bot)
+
+
+async def test_shutdown_cancels_work_still_waiting_for_graph(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """Stopping the server while commands wait on a slow Graph cancels and awaits their work:
+    nothing is left running and no coroutine or session is left unclosed."""
+    sandbox = make_sandbox()
+    async with start_slack_bot(sandbox, tmp_path, mode="bot") as bot:
+        faults = f"{sandbox.ready['base_url']}/_sandbox/faults"
+        assert (await bot.http.post(faults, json={"path": "/v1.0/", "latency_ms": 5000})).is_success
+        answers = await asyncio.gather(
+            bot.command(ALICE, "8h printer"), bot.command(ALICE, "status"), bot.command(BOB, "")
+        )
+        assert [a["status"] for a in answers] == [200, 200, 200]
+        assert len(bot.front.tasks) == 3
+        bot.front.shutdown_grace = 0.3
+        front = bot.front
+    assert len(front.tasks) == 0
+    assert front.session.closed
