@@ -1,0 +1,313 @@
+"""Teams turn latency: 50 concurrent ``request-admin`` messages with every Graph call slowed to 1 s.
+
+In one run this starts, each in its own process (as in production, where Graph and Teams are
+remote):
+
+- the sandbox (``elevate sandbox``) with the Graph fault
+  ``{"path": "/v1.0/", "latency_ms": 1000}``;
+- Elevate, wired as ``elevate serve`` wires it, Teams on, in ``bot`` approval mode so every
+  message goes on to Graph (identity, policy, the request, the approvers) after its answer;
+
+and from this process it first has the sandbox's Teams channel make genuine deliveries (activity
+JSON and the channel's signed JWT, captured by a stand-in bot), then replays rounds of 50 of them
+at once to Elevate's ``/api/messages``, timing every HTTP answer.  The replies go out later
+through the sandbox's Connector; at the end the sandbox's counters give the Connector token
+requests per 100 turns.
+
+    .venv/bin/python bench/teams_turn.py [--rounds 3] [--concurrency 50]
+
+Targets (issue 5): p99 ≤ 50 ms and ≤ 1 token request per 100 turns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
+USERS = ["alice", "bob", "carol", "dave", "erin", "gary"]
+
+
+# --- Elevate (child process) -----------------------------------------------------------------
+
+
+def serve(kind: str, env_file: Path, tmp: Path) -> None:
+    """Child process: Elevate with Teams (or the minimal baseline) on a free loopback port;
+    prints the port; SIGTERM stops it."""
+    import structlog
+
+    from adapters.logs import configure_logging
+    from adapters.notify import FanOutNotifier
+    from adapters.server import build_components, make_app, mount_front_ends
+    from bot.config import load_settings
+
+    env = json.loads(env_file.read_text())
+    log_file = (tmp / "elevate.log").open("w")
+    configure_logging("json", level=logging.INFO)  # as in production, into a file
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=log_file))
+    logging.basicConfig(stream=log_file, level=logging.WARNING, force=True)
+
+    async def minimal() -> tuple[web.AppRunner, Any]:
+        """The floor: an aiohttp app that reads the JSON and answers 202, nothing else."""
+
+        async def accept(request: web.Request) -> web.Response:
+            await request.json()
+            return web.Response(status=202)
+
+        app = web.Application()
+        app.router.add_post("/api/messages", accept)
+        return web.AppRunner(app, access_log=None), None
+
+    async def elevate() -> tuple[web.AppRunner, Any]:
+        settings = load_settings(
+            {
+                **{k: v for k, v in env.items() if not k.startswith("ELEVATE_SLACK_")},
+                "ELEVATE_APPROVAL_MODE": "bot",
+                "ELEVATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/elevate.db",
+            }
+        )
+        fanout = FanOutNotifier()
+        components = await build_components(settings, fanout)
+        app = make_app(components, run_tracker=False)
+        mount_front_ends(app, components, fanout)
+        return web.AppRunner(app, access_log=None), components
+
+    async def main() -> None:
+        runner, components = await (elevate() if kind == "elevate" else minimal())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(runner.addresses[0][1], flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+        if components is not None:
+            await components.close()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def child(args: list[str]) -> Iterator[str]:
+    """A child process; the first line it prints."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- deliveries (this process) ---------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def capture_bot(captured: list[tuple[bytes, str]]) -> AsyncIterator[str]:
+    """A stand-in bot that records what the channel delivers (body and Authorization)."""
+
+    async def record(request: web.Request) -> web.Response:
+        captured.append((await request.read(), request.headers.get("Authorization", "")))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/api/messages", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+class Load:
+    """Genuine Teams deliveries made by the sandbox's channel, replayed at Elevate."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self.session = session
+        self.base = base_url
+        self.captured: list[tuple[bytes, str]] = []
+        self.n = 0
+        self.turns = 0
+
+    async def control(self, path: str, payload: dict[str, Any] | None = None) -> Any:
+        """Call the sandbox's control API (POST with a payload, else GET)."""
+        url = f"{self.base}/_sandbox/{path}"
+        request = self.session.post(url, json=payload) if payload else self.session.get(url)
+        async with request as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def deliveries(self, count: int) -> list[tuple[bytes, str]]:
+        """``count`` signed ``request-admin`` messages from the tenant's Teams users in turn."""
+        start = len(self.captured)
+        for _ in range(count):
+            user = f"{USERS[self.n % len(USERS)]}@contoso.test"
+            text = f"request-admin 8h benchmark run {self.n}"
+            await self.control("teams/send", {"user": user, "text": text})
+            self.n += 1
+        return self.captured[start:]
+
+    async def one(self, url: str, body: bytes, authorization: str) -> float:
+        """Milliseconds until Elevate answers one delivery."""
+        headers = {"Content-Type": "application/json", "Authorization": authorization}
+        started = time.perf_counter()
+        async with self.session.post(f"{url}/api/messages", data=body, headers=headers) as answer:
+            await answer.read()
+            assert answer.status in (200, 202), answer.status
+        self.turns += 1
+        return (time.perf_counter() - started) * 1000
+
+    async def burst(self, url: str, batch: list[tuple[bytes, str]]) -> list[float]:
+        """All of ``batch`` at once; each answer's latency (ms)."""
+        return list(await asyncio.gather(*(self.one(url, b, a) for b, a in batch)))
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank)."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
+    return ordered[int(rank) - 1]
+
+
+async def quiet(load: Load, *, limit_s: float = 120.0) -> dict[str, int]:
+    """Wait until the Connector sees no new calls for 3 s (the replies are out); the stats."""
+    deadline = time.monotonic() + limit_s
+    last, still = None, 0
+    while time.monotonic() < deadline:
+        stats: dict[str, int] = await load.control("teams/stats")
+        still = still + 1 if stats["connectorRequests"] == last else 0
+        if still >= 3:
+            return stats
+        last = stats["connectorRequests"]
+        await asyncio.sleep(1)
+    return stats
+
+
+async def run(rounds: int, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="elevate-bench-") as name:
+        tmp = Path(name)
+        sandbox = [sys.executable, "-m", "adapters.cli", "sandbox", "--state-dir", str(tmp / "sb")]
+        with child(sandbox) as ready_line:
+            ready = json.loads(ready_line)
+            env_file = tmp / "env.json"
+            env_file.write_text(json.dumps(ready["env"]))
+            tls = ssl.create_default_context(cafile=ready["ca_bundle"])
+            connector = aiohttp.TCPConnector(limit=0, ssl=tls)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                load = Load(session, ready["base_url"])
+                async with capture_bot(load.captured) as capture:
+                    await load.control("teams/bot-url", {"url": capture})
+                    warmup = await load.deliveries(len(USERS))
+                    batches = [await load.deliveries(concurrency) for _ in range(rounds)]
+                await load.control("faults", GRAPH_FAULT)
+                serve_args = [sys.executable, __file__, "--serve"]
+                with child([*serve_args, "minimal", str(env_file), str(tmp)]) as port:
+                    url = f"http://127.0.0.1:{int(port)}"
+                    await load.burst(url, warmup)
+                    floor = [t for batch in batches for t in await load.burst(url, batch)]
+                load.turns = 0
+                with child([*serve_args, "elevate", str(env_file), str(tmp)]) as port:
+                    url = f"http://127.0.0.1:{int(port)}"
+                    # Warm up: one turn per user, then let their Graph work finish (first use of
+                    # each msgraph code path imports modules, blocking the loop once).
+                    await load.burst(url, warmup)
+                    await quiet(load)
+                    samples: list[float] = []
+                    started = time.perf_counter()
+                    for batch in batches:
+                        samples += await load.burst(url, batch)
+                        await asyncio.sleep(0.5)
+                    stats = await quiet(load)
+                    elapsed = time.perf_counter() - started
+            server = server_times(tmp / "elevate.log")[-len(samples) :]
+    report(samples, floor, server, stats, load.turns, rounds, concurrency, elapsed)
+
+
+def server_times(log: Path) -> list[float]:
+    """The ``/api/messages`` handling times Elevate logged (``http.request`` lines, in ms)."""
+    times = []
+    for line in log.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("event") == "http.request" and entry.get("path") == "/api/messages":
+                times.append(float(entry["ms"]))
+    return times
+
+
+def report(
+    samples: list[float],
+    floor: list[float],
+    server: list[float],
+    stats: dict[str, int],
+    turns: int,
+    rounds: int,
+    concurrency: int,
+    elapsed: float,
+) -> None:
+    """Print the figures."""
+    print(f"{concurrency} concurrent request-admin messages × {rounds} rounds; Graph latency 1 s")
+    print(
+        f"/api/messages response time: p50 {statistics.median(samples):.1f} ms, "
+        f"p99 {percentile(samples, 99):.1f} ms, max {max(samples):.1f} ms "
+        f"({len(samples)} timed turns)"
+    )
+    print(
+        f"  minimal aiohttp app (reads the JSON, answers 202) on the same load: "
+        f"p50 {statistics.median(floor):.1f} ms, p99 {percentile(floor, 99):.1f} ms"
+    )
+    if server:
+        print(
+            f"  of which inside the handler (server log): p50 {statistics.median(server):.1f} ms, "
+            f"p99 {percentile(server, 99):.1f} ms"
+        )
+    print(
+        f"Connector token requests: {stats['tokenRequests']} for {turns} turns "
+        f"= {stats['tokenRequests'] * 100 / turns:.2f} per 100 turns"
+    )
+    print(
+        f"Connector calls: {stats['connectorRequests']} "
+        f"({stats['activitiesPosted']} posts, {stats['activitiesUpdated']} updates); "
+        f"all replies out {elapsed:.1f} s after the first timed burst"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(run(args.rounds, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
