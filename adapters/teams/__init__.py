@@ -91,8 +91,18 @@ class Components(Protocol):
 TEAMS_KEY = web.AppKey("teams", TeamsFrontEnd)
 
 
-def mount(app: web.Application, components: Components, fanout: FanOutNotifier) -> TeamsFrontEnd:
-    """Add ``POST /api/messages`` and register the Teams notifier in ``fanout``."""
+def mount(
+    app: web.Application,
+    components: Components,
+    fanout: FanOutNotifier,
+    *,
+    http: httpx.AsyncClient | None = None,
+) -> TeamsFrontEnd:
+    """Add ``POST /api/messages`` and register the Teams notifier in ``fanout``.
+
+    ``http`` replaces the HTTP client for the Bot Framework endpoints (tests pass one on an
+    ``httpx.MockTransport``); by default it trusts the system CAs and ``ELEVATE_CA_BUNDLE``.
+    """
     settings = components.settings
     app_id = settings.teams_app_id
     if not app_id:
@@ -103,7 +113,7 @@ def mount(app: web.Application, components: Components, fanout: FanOutNotifier) 
             "secret of the bot's Azure Bot registration."
         )
     tenant_id = settings.teams_app_tenant_id or settings.tenant_id
-    http = httpx.AsyncClient(
+    http = http or httpx.AsyncClient(
         verify=ssl_context(settings.ca_bundle),
         trust_env=False,
         timeout=HTTP_TIMEOUT_S,
