@@ -22,6 +22,7 @@ from tests.integration.teams_harness import (
 ALICE = "alice@contoso.test"
 BOB = "bob@contoso.test"
 CAROL = "carol@contoso.test"
+DAVE = "dave@contoso.test"
 
 
 async def test_bot_mode_request_approve_grant(
@@ -127,3 +128,25 @@ def bob_post_request_id(posted: dict[str, Any]) -> str:
         a["data"] for a in card["actions"] if "payload" in a.get("data", {})
     )
     return actions.decode(data["payload"]).subject_id
+
+
+async def test_approve_from_the_channel_copy_and_cancel_from_the_requesters_card(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """An approver decides on the approver channel's copy; a requester's Cancel button works."""
+    sandbox = make_sandbox()
+    async with start_teams_bot(sandbox, tmp_path, mode="bot") as bot:
+        await bot.say(ALICE, "request-admin 2h fixing the printer driver")
+        [channel_post] = await bot.channel_posts("Admin approvals")
+        approved = invoke_card(await bot.click(CAROL, channel_post, actions.APPROVE))
+        assert "Approved by Carol Approver" in texts(approved)
+        [bob_post] = await bot.cards_to(BOB)
+        assert bob_post["method"] == "PUT"
+        assert "Approved by Carol Approver" in texts(card_of(bob_post))
+
+        await bot.say(DAVE, "request-admin 1h new laptop setup")
+        [sent] = await bot.cards_to(DAVE)
+        cancelled = invoke_card(await bot.click(DAVE, sent, actions.CANCEL))
+        assert "Your request was cancelled" in texts(cancelled)
+        assert await bot.components.store.find_open_request_for(bot.user_id(DAVE)) is None
+        check_cards(every_card(await bot.activities()) + bot.invoke_cards)
