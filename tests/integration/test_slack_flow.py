@@ -282,3 +282,33 @@ async def test_release_button_of_a_notice_gives_the_rights_back(
             in (await bot.messages(channel=ADMIN_CHANNEL))[-1]["text"]
         )
         await check_everything(bot)
+
+
+async def test_a_request_nobody_decides_expires_on_every_copy(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """When Entra denies a request automatically (nobody decided within the stage's day),
+    every copy says it expired, without buttons, and the requester is told."""
+    sandbox = make_sandbox()
+    async with start_slack_bot(sandbox, tmp_path) as bot:
+        await _request_via_signin(bot)
+
+        async def cards_posted() -> bool:
+            return len(await _cards(bot)) == 3
+
+        await bot.wait_for(cards_posted)
+
+        def past_the_deadline() -> None:
+            sandbox.state.clock.advance(timedelta(days=1, minutes=1))
+            sandbox.state.process()
+
+        sandbox.call(past_the_deadline)
+
+        async def expired() -> bool:
+            return all("Expired" in all_text(c) for c in await _cards(bot))
+
+        await bot.wait_for(expired)
+        for card in await _cards(bot):
+            assert action_ids(card) == []
+        await bot.wait_for(lambda: _has(bot, ALICE, "denied your request"))
+        await check_everything(bot)
