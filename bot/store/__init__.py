@@ -3,7 +3,8 @@
 SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) serves several replicas.
 ``SqlStore`` holds linked identities, encrypted token caches, one-time sign-in links, tracked
 requests and where their cards live, conversation references for proactive messages,
-exactly-once notices and the append-only audit log.  It returns the frozen records below.
+exactly-once notices, the assignment ends the expiry loop watches, and the append-only
+audit log.  It returns the frozen records below.
 """
 
 from bot.store.records import (
@@ -12,11 +13,13 @@ from bot.store.records import (
     CardRef,
     ConversationRef,
     DecisionValue,
+    ExpiryWatch,
     Identity,
     JsonObject,
     Notice,
     SignInState,
     TrackedRequest,
+    WatchOutcome,
 )
 from bot.store.sql import SqlStore
 
@@ -26,10 +29,12 @@ __all__ = [
     "CardRef",
     "ConversationRef",
     "DecisionValue",
+    "ExpiryWatch",
     "Identity",
     "JsonObject",
     "Notice",
     "SignInState",
     "SqlStore",
     "TrackedRequest",
+    "WatchOutcome",
 ]

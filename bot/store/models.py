@@ -212,3 +212,22 @@ class AuditEventRow(Base):
     target_principal_id: Mapped[str | None] = mapped_column(ID)
     detail: Mapped[str | None] = mapped_column(Text)
     result: Mapped[str] = mapped_column(String(16))
+
+
+class ExpiryWatchRow(Base):
+    """An assignment end the expiry loop watches: from its first expiry notice until it is
+    resolved as expired, extended (the end moved) or released."""
+
+    __tablename__ = "expiry_watches"
+    __table_args__ = (Index("ix_expiry_watches_open", "closed_at", "end_at"),)
+
+    assignment_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    end_at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    target_principal_id: Mapped[str] = mapped_column(ID)
+    target_display_name: Mapped[str | None] = mapped_column(ID)
+    target_upn: Mapped[str | None] = mapped_column(ID)
+    target_mail: Mapped[str | None] = mapped_column(ID)
+    policy_id: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))

@@ -140,3 +140,22 @@ class AuditEvent:
     target_principal_id: str | None
     detail: JsonObject | None
     result: str
+
+
+WatchOutcome = Literal["expired", "extended", "released"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryWatch:
+    """An assignment's end the expiry loop follows until it is resolved (``closed_at``)."""
+
+    assignment_id: str
+    end_at: datetime
+    target_principal_id: str
+    target_display_name: str | None
+    target_upn: str | None
+    target_mail: str | None
+    policy_id: str | None
+    created_at: datetime
+    closed_at: datetime | None
+    outcome: WatchOutcome | None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,11 +40,13 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from bot.errors import ConfigError, NotFound, SignInError
+from bot.store.lock import AdvisoryLock
 from bot.store.models import (
     AuditEventRow,
     Base,
     CardRefRow,
     ConversationRefRow,
+    ExpiryWatchRow,
     IdentityRow,
     NoticeRow,
     SignInStateRow,
@@ -57,11 +59,13 @@ from bot.store.records import (
     CardRef,
     ConversationRef,
     DecisionValue,
+    ExpiryWatch,
     Identity,
     JsonObject,
     Notice,
     SignInState,
     TrackedRequest,
+    WatchOutcome,
 )
 
 log = structlog.get_logger(__name__)
@@ -227,6 +231,21 @@ def _audit_event(row: AuditEventRow) -> AuditEvent:
     )
 
 
+def _watch(row: ExpiryWatchRow) -> ExpiryWatch:
+    return ExpiryWatch(
+        assignment_id=row.assignment_id,
+        end_at=row.end_at,
+        target_principal_id=row.target_principal_id,
+        target_display_name=row.target_display_name,
+        target_upn=row.target_upn,
+        target_mail=row.target_mail,
+        policy_id=row.policy_id,
+        created_at=row.created_at,
+        closed_at=row.closed_at,
+        outcome=cast(WatchOutcome | None, row.outcome),
+    )
+
+
 def _usable(row: SignInStateRow | None, now: datetime) -> SignInStateRow:
     """``row`` if the sign-in state can be used at ``now``; else raise ``SignInError``."""
     if row is None:
@@ -300,6 +319,18 @@ class SqlStore:
     async def close(self) -> None:
         """Close all connections."""
         await self._engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    def advisory_lock(self, key: int) -> AdvisoryLock | None:
+        """A session-level advisory lock on a connection of its own (PostgreSQL), for one
+        active sweeper across replicas; None on SQLite, which serves one process."""
+        if self._engine.dialect.name != "postgresql":
+            return None
+        return AdvisoryLock(self._engine, key)
 
     async def __aenter__(self) -> Self:
         """Use the store as an async context manager that closes it."""
@@ -915,6 +946,116 @@ class SqlStore:
         )
         async with self._begin() as session:
             return [_audit_event(row) for row in await session.scalars(stmt)]
+
+    # -- notices, in bulk (the expiry loop reads a page of assignments at a time) --------------
+
+    async def get_notices(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Notice]:
+        """The claimed notices among ``(subject_id, kind)`` keys, in one query."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        subjects = {subject for subject, _ in wanted}
+        kinds = {kind for _, kind in wanted}
+        stmt = select(NoticeRow).where(
+            NoticeRow.subject_id.in_(subjects), NoticeRow.kind.in_(kinds)
+        )
+        async with self._begin() as session:
+            rows = list(await session.scalars(stmt))
+        return {
+            (row.subject_id, row.kind): _notice(row)
+            for row in rows
+            if (row.subject_id, row.kind) in wanted
+        }
+
+    # -- expiry watches -----------------------------------------------------------------------
+
+    async def watch_expiries(
+        self, watches: Sequence[ExpiryWatch]
+    ) -> dict[tuple[str, datetime], ExpiryWatch]:
+        """Start watching these assignment ends unless watched already; the stored watch of
+        each, keyed by ``(assignment_id, end_at)``.  A page of watches costs one query when all
+        exist (the steady state), three when some are new; concurrent callers are safe
+        (``INSERT … ON CONFLICT DO NOTHING``)."""
+        if not watches:
+            return {}
+        wanted = {(w.assignment_id, _utc(w.end_at, "end_at")): w for w in watches}
+        ids = {assignment_id for assignment_id, _ in wanted}
+        select_stmt = select(ExpiryWatchRow).where(ExpiryWatchRow.assignment_id.in_(ids))
+        async with self._begin() as session:
+            found = {
+                (r.assignment_id, r.end_at): _watch(r) for r in await session.scalars(select_stmt)
+            }
+        missing = [w for key, w in wanted.items() if key not in found]
+        if missing:
+            insert = self._insert(ExpiryWatchRow).values(
+                [
+                    {
+                        "assignment_id": w.assignment_id,
+                        "end_at": _utc(w.end_at, "end_at"),
+                        "target_principal_id": w.target_principal_id,
+                        "target_display_name": w.target_display_name,
+                        "target_upn": w.target_upn,
+                        "target_mail": w.target_mail,
+                        "policy_id": w.policy_id,
+                        "created_at": _utc(w.created_at, "created_at"),
+                        "closed_at": None,
+                        "outcome": None,
+                    }
+                    for w in missing
+                ]
+            )
+            insert = insert.on_conflict_do_nothing(index_elements=["assignment_id", "end_at"])
+            async with self._begin() as session:
+                await session.execute(insert)
+                found = {
+                    (r.assignment_id, r.end_at): _watch(r)
+                    for r in await session.scalars(select_stmt)
+                }
+        return {key: found[key] for key in wanted if key in found}
+
+    async def due_watches(self, now: datetime, limit: int = 1000) -> list[ExpiryWatch]:
+        """Open watches whose end is at or before ``now``, earliest first (at most ``limit``)."""
+        stmt = (
+            select(ExpiryWatchRow)
+            .where(ExpiryWatchRow.closed_at.is_(None), ExpiryWatchRow.end_at <= _utc(now))
+            .order_by(ExpiryWatchRow.end_at, ExpiryWatchRow.assignment_id)
+            .limit(limit)
+        )
+        async with self._begin() as session:
+            return [_watch(row) for row in await session.scalars(stmt)]
+
+    async def close_watch(
+        self, assignment_id: str, end_at: datetime, outcome: WatchOutcome, now: datetime
+    ) -> bool:
+        """Resolve one watch; True when this call closed it (False: closed before, or none)."""
+        stmt = (
+            update(ExpiryWatchRow)
+            .where(
+                ExpiryWatchRow.assignment_id == assignment_id,
+                ExpiryWatchRow.end_at == _utc(end_at, "end_at"),
+                ExpiryWatchRow.closed_at.is_(None),
+            )
+            .values(closed_at=_utc(now), outcome=outcome)
+            .returning(ExpiryWatchRow.assignment_id)
+        )
+        async with self._begin() as session:
+            return (await session.execute(stmt)).first() is not None
+
+    async def close_watches_of(
+        self, assignment_id: str, outcome: WatchOutcome, now: datetime
+    ) -> int:
+        """Resolve every open watch of an assignment (released, or extended by Elevate)."""
+        stmt = (
+            update(ExpiryWatchRow)
+            .where(
+                ExpiryWatchRow.assignment_id == assignment_id,
+                ExpiryWatchRow.closed_at.is_(None),
+            )
+            .values(closed_at=_utc(now), outcome=outcome)
+            .returning(ExpiryWatchRow.end_at)
+        )
+        async with self._begin() as session:
+            return len((await session.execute(stmt)).all())
 
 
 def _unknown_request(request_id: str) -> NotFound:

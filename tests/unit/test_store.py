@@ -32,6 +32,7 @@ TABLES = {
     "audit_events",
     "card_refs",
     "conversation_refs",
+    "expiry_watches",
     "identities",
     "notices",
     "signin_states",
@@ -132,7 +133,7 @@ async def test_open_migrates_to_head_and_reopening_is_idempotent(database: Datab
         async with database.connect() as connection:
             assert await connection.run_sync(_table_names) == TABLES
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0001"
+        assert version == "0002"
     finally:
         await second.close()
 
