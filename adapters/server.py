@@ -26,8 +26,10 @@ from adapters.notify import FanOutNotifier
 from bot.config import Settings, load_settings
 from bot.domain import ApprovalMode
 from bot.errors import ConfigError, ElevateError, SignInError
+from bot.expiry import ExpiryLoop
 from bot.graph.clients import GraphClients
 from bot.graph.entitlements import GraphDirectory, GraphEntitlements
+from bot.leader import LEADER_LOCK_KEY, Leader
 from bot.metrics import Metrics
 from bot.ports import Notice, Notifier
 from bot.service import GENERIC_ERROR, ElevateService, ServiceConfig
@@ -59,6 +61,8 @@ class Components:
     tracker: Tracker
     metrics: Metrics
     notifier: Notifier
+    expiry: ExpiryLoop
+    leader: Leader
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     on_startup: list[Callable[[web.Application], Awaitable[None]]] = field(default_factory=list)
@@ -112,6 +116,19 @@ async def build_components(
         metrics=metrics,
     )
     tracker = Tracker(service, settings.poll_interval)
+    expiry = ExpiryLoop(service, settings.expiry_notices, settings.poll_interval)
+
+    async def follow_requests(stop: asyncio.Event) -> None:
+        tracker.started_at = clock.now()  # claims older than this term were left by others
+        await tracker.run_forever(stop)
+
+    # The tracker and expiry loops run in one replica at a time (bot/leader.py): the holder of
+    # a PostgreSQL advisory lock; with SQLite, the one process.
+    leader = Leader(
+        store.advisory_lock(LEADER_LOCK_KEY),
+        settings.poll_interval,
+        [follow_requests, expiry.run_forever],
+    )
     return Components(
         settings=settings,
         store=store,
@@ -121,6 +138,8 @@ async def build_components(
         tracker=tracker,
         metrics=metrics,
         notifier=notifier,
+        expiry=expiry,
+        leader=leader,
     )
 
 
@@ -312,11 +331,9 @@ def make_app(
     CoreRoutes(components, on_resumed).register(app)
 
     async def start_background(_: web.Application) -> None:
-        if run_tracker:
+        if run_tracker:  # the tracker and expiry loops, while this replica is the leader
             components.background.append(
-                asyncio.get_running_loop().create_task(
-                    components.tracker.run_forever(components.stop)
-                )
+                asyncio.get_running_loop().create_task(components.leader.run(components.stop))
             )
 
     app.on_startup.append(start_background)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import isodate
@@ -59,7 +59,7 @@ from bot.errors import (
 from bot.metrics import Metrics
 from bot.ports import CardRef, Clock, Directory, Entitlements, Notice, Notifier, Reply
 from bot.signin import SignIn
-from bot.store import SqlStore
+from bot.store import ExpiryWatch, SqlStore, WatchOutcome
 from bot.store.records import TrackedRequest
 
 log = structlog.get_logger(__name__)
@@ -607,8 +607,13 @@ class ElevateService:
                 tracked,
                 Notice(
                     kind="approved-pending",
-                    text=f"{approver.display_name} approved your request. Your rights are being "
-                    "granted; I'll tell you when they are in place.",
+                    text=(
+                        f"{approver.display_name} approved your extension request. I'll tell you "
+                        "when the new end time is in place."
+                        if tracked.kind == str(RequestKind.UPDATE)
+                        else f"{approver.display_name} approved your request. Your rights are "
+                        "being granted; I'll tell you when they are in place."
+                    ),
                     view=view,
                     subject_id=tracked.request_id,
                 ),
@@ -683,15 +688,19 @@ class ElevateService:
         """Bot mode: create the ``adminAdd`` with the requested schedule, app-only."""
         duration = isodate.parse_duration(tracked.duration_iso) if tracked.duration_iso else None
         try:
-            created = await self.entitlements.create_request(
-                as_user=None,
-                kind=RequestKind.ADD,
-                target_id=tracked.requester_principal_id,
-                package_id=self.config.package_id,
-                policy_id=tracked.policy_id,
-                duration=duration if isinstance(duration, timedelta) else None,
-                justification=tracked.justification,
-            )
+            if tracked.kind == str(RequestKind.UPDATE):
+                assert isinstance(duration, timedelta)
+                created = await self._grant_extension(tracked, duration)
+            else:
+                created = await self.entitlements.create_request(
+                    as_user=None,
+                    kind=RequestKind.ADD,
+                    target_id=tracked.requester_principal_id,
+                    package_id=self.config.package_id,
+                    policy_id=tracked.policy_id,
+                    duration=duration if isinstance(duration, timedelta) else None,
+                    justification=tracked.justification,
+                )
         except ElevateError as exc:
             now = self.clock.now()
             await self.store.update_request_state(
@@ -723,6 +732,35 @@ class ElevateService:
             graph_request_id=created.id,
             bot_pending=False,
             now=self.clock.now(),
+        )
+
+    async def _grant_extension(self, tracked: TrackedRequest, duration: timedelta) -> AccessRequest:
+        """Bot mode: the approved extension as ``adminUpdate``, from the assignment's end now."""
+        assignment: Assignment | None = None
+        async for candidate in self.entitlements.iter_assignments(
+            self.config.package_id, target_id=tracked.requester_principal_id
+        ):
+            if candidate.id == tracked.assignment_id and candidate.is_active:
+                assignment = candidate
+        if assignment is None or assignment.end is None:
+            raise NotFound("The local admin rights ended before the extension was approved.")
+        policy = await self.assignment_policy(assignment)
+        allowance = extension_allowance(policy, assignment, self.clock.now())
+        if allowance is not None and duration > allowance:
+            raise PolicyViolation(
+                f"The extension would go past the policy's maximum "
+                f"(at most {format_duration(allowance)} more)."
+            )
+        return await self.entitlements.create_request(
+            as_user=None,
+            kind=RequestKind.UPDATE,
+            target_id=tracked.requester_principal_id,
+            package_id=self.config.package_id,
+            policy_id=policy.id,
+            start=assignment.start or self.clock.now(),
+            end=assignment.end + duration,
+            assignment_id=assignment.id,
+            justification=tracked.justification,
         )
 
     async def close_denied(self, tracked: TrackedRequest, view: RequestView) -> None:
@@ -848,7 +886,12 @@ class ElevateService:
         )
         return Reply(kind="ok", text="Your request was cancelled.", view=view)
 
-    # --- extend / release (issue: expiry) -----------------------------------------------------
+    # --- extend / release ----------------------------------------------------------------------
+    #
+    # Two entries each: the chat commands (``extend 2h`` / ``release``, the user's active
+    # assignment) and the buttons of an expiry notice (``extend_assignment`` /
+    # ``release_assignment``, the assignment id from the button's payload).  The payload only
+    # names the assignment: the actor is the verified chat user, who must be its holder.
 
     async def extend(self, chat_user: ChatUser, principal: Principal, duration: timedelta) -> Reply:
         """Extend the active assignment by ``duration`` (userUpdate / adminUpdate)."""
@@ -858,67 +901,228 @@ class ElevateService:
                 "You have no active local admin rights to extend. "
                 "Type `request-admin 2h <reason>` to ask."
             )
-        policy = await self.policy()
-        new_end = active.end + duration
-        start = active.start or self.clock.now()
-        if policy.max_duration is not None and new_end - start > policy.max_duration:
-            allowed = policy.max_duration - (active.end - start)
-            raise PolicyViolation(
-                f"The policy allows at most {format_duration(policy.max_duration)} in total; "
-                + (
-                    f"you can extend by up to {format_duration(allowed)}."
-                    if allowed >= timedelta(minutes=1)
-                    else "you cannot extend any further."
-                )
-            )
-        as_user = principal.id if self.config.mode is ApprovalMode.ENTRA else None
-        created = await self.entitlements.create_request(
-            as_user=as_user,
-            kind=RequestKind.UPDATE,
-            target_id=principal.id,
-            package_id=self.config.package_id,
-            policy_id=policy.id,
-            start=start,
-            end=new_end,
-            assignment_id=active.id,
-            justification=f"extend by {format_duration(duration)}",
-        )
-        await self.store.add_audit(
-            action="extend",
-            actor_principal_id=principal.id,
-            actor_display=principal.display_name,
-            platform=str(chat_user.platform),
-            request_id=created.id,
-            assignment_id=active.id,
-            detail={"by": to_iso(duration), "new_end": new_end.isoformat()},
-            at=self.clock.now(),
-        )
-        return Reply(
-            kind="ok", text=f"Extension requested: your rights will last until {hhmm(new_end)}."
-        )
+        return await self._extend(chat_user, principal, active, duration)
 
     async def release(self, chat_user: ChatUser, principal: Principal) -> Reply:
         """Give up the active assignment now (userRemove / adminRemove)."""
         active = await self._active_assignment(principal.id)
         if active is None:
             raise NotFound("You have no active local admin rights to release.")
-        as_user = principal.id if self.config.mode is ApprovalMode.ENTRA else None
-        policy = await self.policy()
-        await self.entitlements.create_request(
-            as_user=as_user,
-            kind=RequestKind.REMOVE,
-            target_id=principal.id,
-            package_id=self.config.package_id,
+        return await self._release(chat_user, principal, active)
+
+    async def extend_assignment(
+        self, chat_user: ChatUser, assignment_id: str, duration: timedelta
+    ) -> Reply:
+        """The Extend button of an expiry notice: extend ``assignment_id`` by ``duration``.
+
+        ``chat_user`` is the verified clicker and must hold the assignment; every failure
+        becomes a clear ``Reply`` (as ``run`` does for commands).
+        """
+        return await self._as_holder(
+            chat_user,
+            assignment_id,
+            lambda principal, assignment: self._extend(chat_user, principal, assignment, duration),
+        )
+
+    async def release_assignment(self, chat_user: ChatUser, assignment_id: str) -> Reply:
+        """The Release now button of an expiry notice: remove ``assignment_id`` now.
+
+        ``chat_user`` is the verified clicker and must hold the assignment.
+        """
+        return await self._as_holder(
+            chat_user,
+            assignment_id,
+            lambda principal, assignment: self._release(chat_user, principal, assignment),
+        )
+
+    async def _as_holder(
+        self,
+        chat_user: ChatUser,
+        assignment_id: str,
+        act: Callable[[Principal, Assignment], Awaitable[Reply]],
+    ) -> Reply:
+        log_ = log.bind(platform=str(chat_user.platform), chat_user=chat_user.user_id)
+        try:
+            principal = await self.identify(chat_user)
+            assignment = await self._holders_assignment(principal, assignment_id)
+            return await act(principal, assignment)
+        except SignInRequired as exc:
+            return Reply(kind="signin", text=exc.user_message, signin_url=exc.url)
+        except ElevateError as exc:
+            log_.info("button.refused", error=type(exc).__name__, detail=exc.detail)
+            return Reply(kind="error", text=exc.user_message)
+
+    async def _holders_assignment(self, principal: Principal, assignment_id: str) -> Assignment:
+        """``assignment_id`` among the principal's active assignments of the package (one
+        filtered Graph listing); NotFound when it is not theirs or no longer active."""
+        async for assignment in self.entitlements.iter_assignments(
+            self.config.package_id, target_id=principal.id, state="delivered"
+        ):
+            if assignment.id == assignment_id and assignment.is_active:
+                return assignment
+        raise NotFound(
+            "These local admin rights are no longer active (they ended or were released). "
+            "Type `status` to see where things stand."
+        )
+
+    async def assignment_policy(self, assignment: Assignment) -> Policy:
+        """The policy an assignment was granted under (else the one requests use)."""
+        if assignment.policy_id:
+            return await self.entitlements.get_policy(assignment.policy_id)
+        return await self.policy()
+
+    def holder_actions(
+        self, policy: Policy, assignment: Assignment
+    ) -> tuple[tuple[str, ...], tuple[timedelta, ...]]:
+        """The buttons an expiry notice offers the holder: Extend (with the durations the
+        policy still allows) and Release now, as far as the policy lets them act."""
+        entra = self.config.mode is ApprovalMode.ENTRA
+        choices: tuple[timedelta, ...] = ()
+        if not (entra and not policy.self_update) and assignment.end is not None:
+            choices = extend_choices(extension_allowance(policy, assignment, self.clock.now()))
+        actions: list[str] = ["extend"] if choices else []
+        if not (entra and not policy.self_remove):
+            actions.append("release")
+        return tuple(actions), choices
+
+    async def _extend(
+        self, chat_user: ChatUser, principal: Principal, active: Assignment, duration: timedelta
+    ) -> Reply:
+        if active.end is None:
+            raise PolicyViolation("These local admin rights do not expire; nothing to extend.")
+        open_request = await self.store.find_open_request_for(principal.id)
+        if open_request is not None:
+            raise AlreadyOpen(
+                "You already have a request waiting"
+                + (" (an extension)" if open_request.kind == str(RequestKind.UPDATE) else "")
+                + ". Type `status` to see it or `cancel` to withdraw it."
+            )
+        policy = await self.assignment_policy(active)
+        entra = self.config.mode is ApprovalMode.ENTRA
+        if entra and not policy.self_update:
+            raise NotAllowed("The policy does not let you extend your own rights. Ask IT.")
+        allowance = extension_allowance(policy, active, self.clock.now())
+        if allowance is not None and duration > allowance:
+            assert policy.max_duration is not None
+            raise PolicyViolation(
+                f"The policy allows at most {format_duration(policy.max_duration)} in total; "
+                + (
+                    f"you can extend by up to {format_duration(allowance)}."
+                    if allowance >= timedelta(minutes=1)
+                    else "you cannot extend any further."
+                )
+            )
+        start = active.start or self.clock.now()
+        new_end = active.end + duration
+        justification = f"extend by {format_duration(duration)}"
+        approval = policy.approval_required_for_update and bool(policy.stages)
+        now = self.clock.now()
+        if entra or not approval:
+            try:
+                created = await self.entitlements.create_request(
+                    as_user=principal.id if entra else None,
+                    kind=RequestKind.UPDATE,
+                    target_id=principal.id,
+                    package_id=self.config.package_id,
+                    policy_id=policy.id,
+                    start=start,
+                    end=new_end,
+                    assignment_id=active.id,
+                    justification=justification,
+                )
+            except GraphRejected as exc:
+                raise PolicyViolation(
+                    f"Microsoft Entra refused the extension: {exc.user_message}", detail=exc.detail
+                ) from exc
+            except GraphForbidden as exc:
+                raise NotAllowed(
+                    "Microsoft Entra does not let you extend these rights. Ask IT.",
+                    detail=exc.detail,
+                ) from exc
+            request_id, graph_id, state = created.id, created.id, str(created.state)
+        else:  # bot mode with approval: the bot's own cards first, adminUpdate when approved
+            request_id, graph_id, state = (
+                f"elv-{uuid.uuid4()}",
+                None,
+                str(RequestState.PENDING_APPROVAL),
+            )
+        tracked = await self.store.track_request(
+            request_id=request_id,
+            graph_request_id=graph_id,
+            kind=str(RequestKind.UPDATE),
+            approval_mode=str(self.config.mode),
+            requester_principal_id=principal.id,
+            requester_display_name=principal.display_name,
+            requester_platform=str(chat_user.platform),
+            requester_workspace=chat_user.workspace,
+            requester_chat_user_id=chat_user.user_id,
+            duration_iso=to_iso(duration),
+            justification=justification,
             policy_id=policy.id,
             assignment_id=active.id,
+            last_known_state=state,
+            bot_pending=graph_id is None,
+            now=now,
         )
+        await self.store.add_audit(
+            action="request",
+            actor_principal_id=principal.id,
+            actor_display=principal.display_name,
+            platform=str(chat_user.platform),
+            request_id=tracked.request_id,
+            assignment_id=active.id,
+            target_principal_id=principal.id,
+            detail={
+                "kind": "update",
+                "duration": to_iso(duration),
+                "justification": justification,
+                "new_end": new_end.isoformat(),
+            },
+            at=now,
+        )
+        if tracked.bot_pending:
+            await self.post_approval_cards(tracked, policy)
+        if approval:
+            text = (
+                f"Extension request sent: +{format_duration(duration)} (until {hhmm(new_end)}). "
+                "Your approvers have been asked; I'll tell you when one of them decides."
+            )
+            return Reply(kind="ok", text=text, view=self.view(tracked, end=new_end))
+        return Reply(
+            kind="ok", text=f"Extension requested: your rights will last until {hhmm(new_end)}."
+        )
+
+    async def _release(
+        self, chat_user: ChatUser, principal: Principal, active: Assignment
+    ) -> Reply:
+        policy = await self.assignment_policy(active)
+        entra = self.config.mode is ApprovalMode.ENTRA
+        if entra and not policy.self_remove:
+            raise NotAllowed("The policy does not let you remove your own rights. Ask IT.")
+        try:
+            await self.entitlements.create_request(
+                as_user=principal.id if entra else None,
+                kind=RequestKind.REMOVE,
+                target_id=principal.id,
+                package_id=self.config.package_id,
+                policy_id=policy.id,
+                assignment_id=active.id,
+            )
+        except GraphRejected as exc:
+            raise PolicyViolation(
+                f"Microsoft Entra refused the release: {exc.user_message}", detail=exc.detail
+            ) from exc
+        now = self.clock.now()
+        await self.stop_watching(active, "released")
         await self.store.add_audit(
             action="release",
             actor_principal_id=principal.id,
             actor_display=principal.display_name,
             platform=str(chat_user.platform),
             assignment_id=active.id,
-            at=self.clock.now(),
+            target_principal_id=principal.id,
+            detail={"end": active.end.isoformat() if active.end else None},
+            at=now,
         )
         await self.notifier.notify_admins(
             Notice(
@@ -931,3 +1135,65 @@ class ElevateService:
             kind="ok",
             text="Your local admin rights are being removed. Thanks for giving them back early.",
         )
+
+    async def stop_watching(self, assignment: Assignment, outcome: WatchOutcome) -> None:
+        """No more expiry notices about ``assignment`` (released): its watches are closed,
+        also the one a sweep would open for its current end."""
+        now = self.clock.now()
+        if assignment.end is not None:
+            await self.store.watch_expiries([watch_of(assignment, now)])
+        await self.store.close_watches_of(assignment.id, outcome, now)
+
+
+# --- expiry helpers (pure) --------------------------------------------------------------------
+
+EXTEND_STEPS = (
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=4),
+)
+MAX_EXTEND_CHOICES = 4  # Teams shows four buttons in a row
+
+
+def extension_allowance(policy: Policy, assignment: Assignment, now: datetime) -> timedelta | None:
+    """How much longer the policy lets ``assignment`` run: the policy's maximum duration minus
+    what its schedule already covers (never negative); None when the policy sets no maximum."""
+    if policy.max_duration is None or assignment.end is None:
+        return None
+    start = assignment.start or now
+    return max(policy.max_duration - (assignment.end - start), timedelta())
+
+
+def extend_choices(allowance: timedelta | None) -> tuple[timedelta, ...]:
+    """The Extend durations to offer: the usual steps that fit, and the most the policy still
+    allows (whole minutes); nothing when less than a minute is left."""
+    if allowance is None:
+        return EXTEND_STEPS[:MAX_EXTEND_CHOICES]
+    most = allowance - allowance % timedelta(minutes=1)
+    if most < timedelta(minutes=1):
+        return ()
+    steps = [step for step in EXTEND_STEPS if step < most][: MAX_EXTEND_CHOICES - 1]
+    return (*steps, most)
+
+
+def end_key(end: datetime) -> datetime:
+    """An assignment end as the expiry loop keys it: UTC, whole seconds."""
+    return end.astimezone(UTC).replace(microsecond=0)
+
+
+def watch_of(assignment: Assignment, now: datetime) -> ExpiryWatch:
+    """A new expiry watch of ``assignment``'s current end."""
+    assert assignment.end is not None
+    return ExpiryWatch(
+        assignment_id=assignment.id,
+        end_at=end_key(assignment.end),
+        target_principal_id=assignment.target_id,
+        target_display_name=assignment.target_name,
+        target_upn=assignment.target_upn,
+        target_mail=assignment.target_mail,
+        policy_id=assignment.policy_id,
+        created_at=now,
+        closed_at=None,
+        outcome=None,
+    )

@@ -139,6 +139,9 @@ class Tracker:
         return None
 
     async def _delivered(self, tracked: TrackedRequest, request: AccessRequest) -> None:
+        if tracked.kind == "update":
+            await self._extended(tracked, request)
+            return
         svc = self.service
         end = await self._end_of(tracked, request)
         view = svc.view(tracked, state="approved", end=end)
@@ -189,6 +192,61 @@ class Tracker:
         )
         await svc.store.close_request(tracked.request_id, svc.clock.now())
 
+    async def _extended(self, tracked: TrackedRequest, request: AccessRequest) -> None:
+        """An extension is in place: the holder and the admins are told the new end."""
+        svc = self.service
+        end = await self._end_of(tracked, request)
+        view = svc.view(tracked, state="approved", end=end)
+        by_text = (
+            format_duration(isodate.parse_duration(tracked.duration_iso))
+            if tracked.duration_iso
+            else "more time"
+        )
+        approved = (
+            f", approved by {tracked.decided_by_display_name}"
+            if tracked.decided_by_display_name
+            else ""
+        )
+
+        async def send() -> None:
+            await svc.update_all_cards(tracked, view)
+            await svc.tell_requester(
+                tracked,
+                Notice(
+                    kind="extended",
+                    text=f"Your local admin rights now last until {hhmm(end)}.",
+                    view=view,
+                    subject_id=tracked.assignment_id or tracked.request_id,
+                    facts=(("Until", hhmm(end)),),
+                ),
+            )
+            await svc.notifier.notify_admins(
+                Notice(
+                    kind="extended",
+                    text=(
+                        f"{tracked.requester_display_name} extended their local admin rights by "
+                        f"{by_text}, until {hhmm(end)}{approved}."
+                    ),
+                    view=view,
+                    subject_id=tracked.assignment_id or tracked.request_id,
+                )
+            )
+
+        if await svc.send_once(
+            tracked.request_id, "outcome:delivered", send, resume_before=self.started_at
+        ):
+            await svc.store.add_audit(
+                action="extend",
+                actor_principal_id=tracked.decided_by_principal_id,
+                actor_display=tracked.decided_by_display_name,
+                request_id=tracked.request_id,
+                assignment_id=tracked.assignment_id,
+                target_principal_id=tracked.requester_principal_id,
+                detail={"by": tracked.duration_iso, "until": end.isoformat() if end else None},
+                at=svc.clock.now(),
+            )
+        await svc.store.close_request(tracked.request_id, svc.clock.now())
+
     async def _denied(self, tracked: TrackedRequest, request: AccessRequest) -> None:
         svc = self.service
         if tracked.decision is None:
@@ -197,6 +255,14 @@ class Tracker:
             reason = "No approver decided in time." if expired else None
             await svc.store.record_decision(
                 tracked.request_id, "denied", "", who, reason, svc.clock.now()
+            )
+            await svc.store.add_audit(
+                action="deny",
+                actor_display=who,
+                request_id=tracked.request_id,
+                target_principal_id=tracked.requester_principal_id,
+                detail={"reason": reason, "outside_chat": True},
+                at=svc.clock.now(),
             )
             tracked = await svc.store.get_request(tracked.request_id) or tracked
             if expired:
@@ -214,7 +280,14 @@ class Tracker:
                 Notice(kind="canceled", text="Your request was cancelled.", view=view),
             )
 
-        await svc.send_once(tracked.request_id, "outcome:canceled", send)
+        if await svc.send_once(tracked.request_id, "outcome:canceled", send):
+            await svc.store.add_audit(  # cancelled outside chat (My Access, or expired there)
+                action="cancel",
+                request_id=tracked.request_id,
+                target_principal_id=tracked.requester_principal_id,
+                detail={"outside_chat": True},
+                at=svc.clock.now(),
+            )
         await svc.store.close_request(tracked.request_id, svc.clock.now())
 
     async def _failed(self, tracked: TrackedRequest) -> None:
