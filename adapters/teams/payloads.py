@@ -165,11 +165,6 @@ def card_action_from_submit(value: Any) -> CardAction:
     return _card_action(data.get("verb"), data)
 
 
-def refresh_requested(value: Any) -> bool:
-    """True for Teams' automatic ``refresh`` invoke (``trigger: automatic``)."""
-    return _dict(value).get("trigger") == "automatic"
-
-
 # --- the request form ---------------------------------------------------------------------------
 
 

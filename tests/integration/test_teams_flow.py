@@ -116,6 +116,19 @@ async def test_request_signs_in_resumes_and_approval_updates_every_copy(bot: Tea
     assert any("Alice Requester was granted local admin rights" in t for t in admin)
 
 
+async def test_a_form_asked_for_before_signing_in_arrives_after_it(bot: TeamsHarness) -> None:
+    """`request-admin` alone, then sign-in: the resumed command brings the form to the chat."""
+    await bot.say(ALICE, "request-admin")
+    link = open_url(card_of((await bot.cards_to(ALICE))[-1]))
+    assert (await bot.sign_in(link, as_upn=ALICE)).status_code == 200
+
+    async def form_arrived() -> bool:
+        cards = [card_of(c) for c in await bot.cards_to(ALICE)]
+        return any(i.get("type") == "Input.ChoiceSet" for c in cards for i in c["body"])
+
+    await bot.wait_for(form_arrived, track=False)
+
+
 async def test_sign_in_as_another_account_is_refused(bot: TeamsHarness) -> None:
     """The signed-in account must be the one the Teams activity names (aadObjectId)."""
     await bot.say(ALICE, "status")
