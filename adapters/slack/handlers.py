@@ -5,12 +5,14 @@ background job that calls the core and renders its answer.
   with no arguments the request modal opens; anything else acks "Working on it…" and runs.
 - Approve / Deny (Deny opens the reason modal) → ``service.decide`` as the verified clicker.
 - The request and deny modals validate in the ack (``response_action: errors``).
-- Extend / Release / Cancel buttons of notices run the matching command.
+- Extend / Release now of expiry notices act on the assignment they name (the core checks the
+  clicker holds it); Cancel withdraws the clicker's pending request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -110,14 +112,19 @@ def register(front: SlackFrontEnd) -> None:
         work.start(parsed.sender, cmd.response_url, "form-submit", work.run(cmd, command, text))
 
     @bolt.action(actions.CANCEL)
-    @bolt.action(actions.RELEASE)
-    @bolt.action(actions.EXTEND)
-    async def on_notice_button(ack: Any, body: dict[str, Any]) -> None:
+    async def on_cancel_button(ack: Any, body: dict[str, Any]) -> None:
         await ack()
         click = payloads.button_click(body)
-        command, text = payloads.notice_command(click)
-        cmd = SlashCommand(click.sender, text, click.channel_id, click.response_url, "")
-        work.start(click.sender, click.response_url, click.action_id, work.run(cmd, command, text))
+        cmd = SlashCommand(click.sender, "cancel", click.channel_id, click.response_url, "")
+        work.start(click.sender, click.response_url, "cancel", work.run(cmd, Cancel(), "cancel"))
+
+    @bolt.action(actions.EXTEND)
+    @bolt.action(actions.RELEASE)
+    async def on_holder_button(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        click = payloads.button_click(body)
+        extend = payloads.extend_duration(click) if click.action_id == actions.EXTEND else None
+        work.start(click.sender, click.response_url, click.action_id, work.holder(click, extend))
 
     @bolt.action(blocks.SIGNIN)
     async def on_signin_link(ack: Any) -> None:
@@ -193,3 +200,16 @@ class SlackWork:
         async with front.lock(sender):
             user = await front.people.chat_user(sender)
             await front.service.decide(user, request_id, approve, reason)
+
+    async def holder(self, click: ButtonClick, extend: timedelta | None) -> None:
+        """An expiry notice's Extend (by ``extend``) or Release now, on the assignment the
+        button names; the core checks that the clicker holds it."""
+        front = self.front
+        assignment_id = click.subject.subject_id
+        async with front.lock(click.sender):
+            user = await front.people.chat_user(click.sender)
+            if extend is not None:
+                reply = await front.service.extend_assignment(user, assignment_id, extend)
+            else:
+                reply = await front.service.release_assignment(user, assignment_id)
+        await front.tell(click.sender, click.response_url, reply)

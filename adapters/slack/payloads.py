@@ -11,15 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.commands import (
-    USAGE_EXAMPLES,
-    Cancel,
-    Command,
-    Extend,
-    Release,
-    format_duration,
-    parse_duration,
-)
+from bot.commands import USAGE_EXAMPLES, parse_duration
 from bot.errors import UsageError
 from cards import actions
 from cards.slack import (
@@ -257,14 +249,9 @@ def deny_submission(body: dict[str, Any]) -> DenySubmission | dict[str, str]:
     )
 
 
-def notice_command(click: ButtonClick) -> tuple[Command, str]:
-    """The command an Extend / Release / Cancel button stands for."""
-    if click.action_id == actions.EXTEND:
-        try:
-            duration = parse_duration(click.subject.duration or "")
-        except UsageError as exc:
-            raise BadPayload("extend button without a duration") from exc
-        return Extend(duration), f"extend {format_duration(duration)}"
-    if click.action_id == actions.RELEASE:
-        return Release(), "release"
-    return Cancel(), "cancel"
+def extend_duration(click: ButtonClick) -> timedelta:
+    """How much longer an Extend button asks for (``BadPayload`` when it does not say)."""
+    try:
+        return parse_duration(click.subject.duration or "")
+    except UsageError as exc:
+        raise BadPayload("extend button without a duration") from exc
