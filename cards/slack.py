@@ -50,6 +50,9 @@ INPUT_ACTION = "value"
 # which the front end acknowledges and ignores.  It carries no payload, so it is not part of the
 # shared action contract.
 SIGNIN = "elevate.signin"
+# "Open the request form": a form asked for before signing in is offered again after it (a modal
+# needs the trigger id of a click).  Slack only; it carries no payload.
+FORM_OPEN = "elevate.form.open"
 
 WORKING_TEXT = "Working on it…"
 
@@ -272,7 +275,7 @@ def notice_blocks(notice: Notice) -> list[Block]:
     if rows:
         blocks += _fields(rows)
     if notice.kind == "form":
-        blocks.append(_context(_FORM_HINT))
+        blocks.append(_form_button())
     blocks += _notice_actions(notice)
     return blocks
 
@@ -282,7 +285,9 @@ def notice_text(notice: Notice) -> str:
     return fallback(_headline(notice.kind, notice.text))
 
 
-_FORM_HINT = "Type `/request-admin` to open the request form, or `/request-admin 8h <reason>`."
+def _form_button() -> Block:
+    button = _button("Open the request form", FORM_OPEN, style="primary")
+    return {"type": "actions", "block_id": "form", "elements": [button]}
 
 
 def reply_blocks(reply: Reply) -> list[Block]:
@@ -302,7 +307,7 @@ def reply_blocks(reply: Reply) -> list[Block]:
     if rows:
         blocks += _fields(rows)
     if reply.kind == "form":
-        blocks.append(_context(_FORM_HINT))
+        blocks.append(_form_button())
     return blocks
 
 
