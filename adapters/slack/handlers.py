@@ -126,6 +126,12 @@ def register(front: SlackFrontEnd) -> None:
         extend = payloads.extend_duration(click) if click.action_id == actions.EXTEND else None
         work.start(click.sender, click.response_url, click.action_id, work.holder(click, extend))
 
+    @bolt.action(blocks.FORM_OPEN)
+    async def on_form_button(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        cmd = payloads.form_button(body)
+        work.start(cmd.sender, cmd.response_url, "form", work.open_form(cmd))
+
     @bolt.action(blocks.SIGNIN)
     async def on_signin_link(ack: Any) -> None:
         await ack()  # a link button: Slack opens the URL; nothing to do here

@@ -203,6 +203,18 @@ def button_click(body: dict[str, Any]) -> ButtonClick:
     )
 
 
+def form_button(body: dict[str, Any]) -> SlashCommand:
+    """A click on "Open the request form": like typing ``/request-admin`` (its trigger id opens
+    the modal; its response URL answers in the same conversation)."""
+    return SlashCommand(
+        sender=sender_of(body),
+        text="",
+        channel_id=_str(body, "channel", "id") or _str(body, "container", "channel_id"),
+        response_url=_str(body, "response_url"),
+        trigger_id=_str(body, "trigger_id"),
+    )
+
+
 def _input(view: dict[str, Any], block_id: str) -> dict[str, Any]:
     values = view.get("state", {}).get("values", {}) if isinstance(view, dict) else {}
     found = values.get(block_id, {}).get(INPUT_ACTION) if isinstance(values, dict) else None
