@@ -9,7 +9,12 @@ from typing import Any
 
 from cards import actions
 from sandbox.server import ThreadedSandbox
-from tests.integration.slack_harness import action_ids, check_everything, start_slack_bot
+from tests.integration.slack_harness import (
+    action_ids,
+    check_everything,
+    signin_link,
+    start_slack_bot,
+)
 
 ALICE = "alice@contoso.test"
 
@@ -102,4 +107,37 @@ async def test_modal_asks_to_sign_in_first(
         assert modal["open"]
         assert modal["submit"] is None
         assert action_ids(modal) == ["elevate.signin"]
+        await check_everything(bot)
+        prompt = await bot.messages(user=ALICE)
+        assert prompt == []  # the modal was the only answer
+
+
+async def test_a_form_asked_for_before_signing_in_is_offered_after_it(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """Sign in from the modal's button; the resumed command DMs an "Open the request form"
+    button whose click opens the form."""
+    sandbox = make_sandbox()
+    async with start_slack_bot(sandbox, tmp_path) as bot:
+        await bot.command(ALICE, "")
+        await bot.settle()
+        [modal] = await bot.views()
+        assert (await bot.sign_in(signin_link(modal))).status_code == 200
+
+        async def offered() -> bool:
+            return any("elevate.form.open" in action_ids(m) for m in await bot.received(ALICE))
+
+        await bot.wait_for(offered, track=False)
+        dm = next(m for m in await bot.received(ALICE) if "elevate.form.open" in action_ids(m))
+        assert not dm["ephemeral"]
+        await bot.click(ALICE, dm, "elevate.form.open")
+        await bot.settle()
+        form = [v for v in await bot.views() if v["open"]][-1]  # on top of the sign-in one
+        assert form["submit"]["text"] == "Send request"
+        sent = await bot.submit(ALICE, form["id"], _values("PT2H", "printer driver"))
+        assert sent["view"] is None
+        await bot.settle()
+        tracked = await bot.components.store.find_open_request_for(bot.user_id(ALICE))
+        assert tracked is not None
+        assert tracked.duration_iso == "PT2H"
         await check_everything(bot)

@@ -216,9 +216,14 @@ def test_replies_with_facts_and_forms_render() -> None:
     status = Reply(kind="info", text="Here:", facts=(("Pending request", "8h, sent today"),))
     assert "Pending request" in "\n".join(texts(valid(cards.reply_blocks(status))))
     form = Reply(kind="form", text="How long?", max_duration=timedelta(hours=8))
-    shown = "\n".join(texts(valid(cards.reply_blocks(form))))
-    assert "Longest allowed" in shown
-    assert "/request-admin" in shown
+    form_blocks = valid(cards.reply_blocks(form))
+    assert "Longest allowed" in "\n".join(texts(form_blocks))
+    [button] = [e for b in form_blocks if b["type"] == "actions" for e in b["elements"]]
+    assert button["action_id"] == cards.FORM_OPEN
+    notice = valid(cards.notice_blocks(Notice(kind="form", text="How long?")))
+    assert [e["action_id"] for b in notice if b["type"] == "actions" for e in b["elements"]] == [
+        cards.FORM_OPEN
+    ]
     valid(cards.working_blocks())
 
 
