@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import isodate
@@ -20,6 +21,15 @@ def _duration(text: str):  # type: ignore[no-untyped-def]
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 duration (example: PT1S, PT30M)"
         ) from exc
+
+
+def _since(text: str) -> timedelta:
+    from adapters.audit import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +80,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--verbose", action="store_true", help="log every request of the bot")
 
+    au = sub.add_parser(
+        "audit",
+        help="print the audit log (requests, decisions, grants, extensions, releases, expiries)",
+        description="Print the audit events of the last --since, oldest first, read from the "
+        "database of ELEVATE_DATABASE_URL (settings as for serve).",
+    )
+    au.add_argument(
+        "--since",
+        type=_since,
+        default="30d",
+        help="how far back: 30d, 12h, 90m or an ISO 8601 duration such as P30D (default 30d)",
+    )
+    au.add_argument(
+        "--format", choices=("csv", "json"), default="csv", help="output format (default csv)"
+    )
+
     mf = sub.add_parser("manifest", help="print or build the Slack / Teams app manifests")
     mf_sub = mf.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
     mslack = mf_sub.add_parser("slack", help="print the Slack app manifest (YAML)")
@@ -91,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _manifest(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "audit":
+        from adapters.audit import run as audit
+
+        return audit(args.since, args.format)
     if args.command == "serve":
         from adapters.server import serve
 
