@@ -68,6 +68,10 @@ class BackgroundTasks:
     async def _guard(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         try:
             await self._quiet_moment()
+        except asyncio.CancelledError:
+            work.close()  # cancelled before it started: never awaited, so close it
+            raise
+        try:
             await work
         except asyncio.CancelledError:
             raise
