@@ -72,8 +72,7 @@ async def _has_text(bot: object, upn: str, needle: str) -> bool:
 async def test_submit_fallback_and_a_decision_made_elsewhere_update_teams_cards(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Action.Submit (older clients) decides and updates the card in place; a decision made
-    outside Teams (Slack, the portal) updates the Teams copies too."""
+    """Action.Submit updates the card in place; a decision made outside Teams updates it too."""
     sandbox = make_sandbox()
     async with start_teams_bot(sandbox, tmp_path, mode="bot") as bot:
         await bot.say(ALICE, "request-admin 1h fixing the printer driver")
