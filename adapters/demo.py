@@ -155,7 +155,10 @@ async def serve_bot(settings: Settings, addresses: Addresses, *, open_browser: b
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        # Windows has no loop signal handlers: there Ctrl-C cancels this coroutine (cleanup
+        # below still runs) and ``asyncio.run`` raises KeyboardInterrupt, which ``run`` handles.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     try:
         components, runner = await start_server(settings)
     except NotImplementedError as exc:
