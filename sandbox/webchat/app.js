@@ -1064,6 +1064,7 @@
   }
 
   function render() {
+    document.title = me().name + ' · ' + (S.platform === 'slack' ? 'Slack' : 'Teams') + ' — Elevate demo';
     renderSidebar();
     renderHead();
     renderMessages();
