@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,6 +67,8 @@ _TYPES = {
 # Graph errors of raw calls are parsed as the generated builders do.
 _ERRORS: dict[str, Any] = {"XXX": ODataError}
 
+USER_CACHE_S = 300.0
+USER_CACHE_SIZE = 10_000
 # userType is not returned unless selected (Graph's default property set).
 USER_FIELDS = ["id", "displayName", "mail", "userPrincipalName", "userType"]
 
@@ -322,14 +325,40 @@ class GraphEntitlements:
 
 
 class GraphDirectory:
-    """Users and groups (app-only)."""
+    """Users and groups (app-only).
+
+    Users found by id or mail are kept for ``USER_CACHE_S`` seconds: every chat command in
+    ``bot`` mode looks its sender up, and parsing a Graph user costs milliseconds of CPU.
+    Group members (who may approve) are always read fresh.
+    """
 
     def __init__(self, clients: GraphClients, metrics: Metrics | None = None) -> None:
         self._clients = clients
         self._metrics = metrics
+        self._users: dict[str, tuple[float, Principal | None]] = {}
+
+    def _cached(self, key: str) -> tuple[bool, Principal | None]:
+        hit = self._users.get(key)
+        if hit is None or time.monotonic() - hit[0] > USER_CACHE_S:
+            return False, None
+        return True, hit[1]
+
+    def _keep(self, key: str, person: Principal | None) -> Principal | None:
+        if person is None:  # not found: ask again next time (the account may be new)
+            return None
+        if len(self._users) >= USER_CACHE_SIZE:
+            self._users.clear()
+        self._users[key] = (time.monotonic(), person)
+        return person
 
     async def get_user(self, key: str) -> Principal | None:
         """A user by object id or UPN; None when Graph says 404."""
+        found, person = self._cached("id:" + key.lower())
+        if found:
+            return person
+        return self._keep("id:" + key.lower(), await self._get_user(key))
+
+    async def _get_user(self, key: str) -> Principal | None:
         qp = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_FIELDS)
         builder = self._clients.app.users.by_user_id(key)
         try:
@@ -344,6 +373,12 @@ class GraphDirectory:
 
     async def find_user_by_mail(self, mail: str) -> Principal | None:
         """A user whose ``mail`` (or else UPN) is ``mail``."""
+        found, person = self._cached("mail:" + mail.lower())
+        if found:
+            return person
+        return self._keep("mail:" + mail.lower(), await self._find_user_by_mail(mail))
+
+    async def _find_user_by_mail(self, mail: str) -> Principal | None:
         for prop in ("mail", "userPrincipalName"):
             qp = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
                 filter=f"{prop} eq {_odata_quote(mail)}",
