@@ -767,13 +767,14 @@ class ElevateService:
         """Tell the requester and the admins about a denial (once) and stop tracking."""
         reason = f" Reason: {tracked.decision_reason}" if tracked.decision_reason else ""
         who = tracked.decided_by_display_name or "An approver"
+        what = "request to extend" if tracked.kind == str(RequestKind.UPDATE) else "request for"
 
         async def send() -> None:
             await self.notifier.notify_user(
                 self._requester(tracked),
                 Notice(
                     kind="denied",
-                    text=f"{who} denied your request for local admin rights.{reason}",
+                    text=f"{who} denied your {what} local admin rights.{reason}",
                     view=view,
                     subject_id=tracked.request_id,
                 ),
@@ -783,7 +784,7 @@ class ElevateService:
                 Notice(
                     kind="denied",
                     text=(
-                        f"{who} denied {tracked.requester_display_name}'s request for "
+                        f"{who} denied {tracked.requester_display_name}'s {what} "
                         f"local admin rights.{reason}"
                     ),
                     view=view,

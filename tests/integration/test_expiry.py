@@ -249,3 +249,25 @@ async def test_extension_in_entra_mode_is_the_users_own_update_approved_in_entra
         alice_id = bot.user_id(ALICE)
         await bot.wait_for(lambda: bool(bot.notifier.notices_to(alice_id, "extended")))
         assert sandbox_end(sandbox, assignment["id"]) == old_end + timedelta(hours=1)
+
+
+async def test_a_denied_extension_leaves_the_end_as_it_was(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """An approver denies the extension: the holder and the admins are told, Graph is not
+    asked, and the rights end when they would have."""
+    sandbox = make_sandbox(tenant=tenant_with_update_approval())
+    assignment = seed(sandbox, ALICE, timedelta(minutes=20))
+    end = sandbox_end(sandbox, assignment["id"])
+    async with start_bot(sandbox, tmp_path, mode="bot") as bot:
+        await bot.service.extend_assignment(bot.slack_user(ALICE), assignment["id"], 30 * M)
+        tracked = await bot.components.store.find_open_request_for(bot.user_id(ALICE))
+        assert tracked is not None
+        await bot.service.decide(bot.slack_user(BOB), tracked.request_id, False, "not today")
+        [denied] = bot.notifier.notices_to(bot.user_id(ALICE), "denied")
+        assert "Bob Approver denied your request to extend local admin rights" in denied.text
+        assert "not today" in denied.text
+        [post] = to_admins(bot.notifier, "denied")
+        assert "denied Alice Requester's request to extend" in post.text
+        assert graph_requests(sandbox) == []
+        assert sandbox_end(sandbox, assignment["id"]) == end
