@@ -60,9 +60,7 @@ async def _lifecycle(bot: BotHarness, sandbox: ThreadedSandbox) -> None:
 async def test_every_use_case_is_audited_and_exported_as_csv_and_json(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """The lifecycle's events come out of ``elevate audit`` (a process) as CSV, and as JSON:
-    who requested what, for how long and why, who decided, granted, extended, released,
-    expired."""
+    """Every use case is audited and `elevate audit` prints it as CSV and JSON."""
     sandbox = make_sandbox()
     db = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
     env = {"ELEVATE_EXPIRY_NOTICES": "PT1M"}

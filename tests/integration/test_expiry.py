@@ -39,8 +39,7 @@ def admin_posts(bots: list[BotHarness], kind: str) -> list[Notice]:
 async def test_each_notice_once_also_when_the_bot_restarts_between_them(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Two lead times and the end: each notice once to the holder and the admins, across
-    restarts between them; other packages' assignments are ignored."""
+    """Each lead time and the end notified once, across restarts; other packages ignored."""
     sandbox = make_sandbox()
     env = {"ELEVATE_EXPIRY_NOTICES": "PT1M,PT3S"}
     db = f"sqlite+aiosqlite:///{tmp_path}/shared.db"
@@ -91,8 +90,7 @@ async def test_each_notice_once_also_when_the_bot_restarts_between_them(
 async def test_extend_button_moves_the_notices_to_the_new_end(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Extend 30m from the notice (bot mode: adminUpdate): the old end is not reported as
-    expired, and the notices fire again for the new end."""
+    """Extend (adminUpdate) moves the notices to the new end; the old end is not expired."""
     sandbox = make_sandbox()
     assignment = seed(sandbox, ALICE, timedelta(seconds=3))
     old_end = sandbox_end(sandbox, assignment["id"])
@@ -128,8 +126,7 @@ async def test_extend_button_moves_the_notices_to_the_new_end(
 async def test_buttons_act_only_for_the_holder_and_within_the_policy(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """The payload names the assignment, never the actor: someone else's click is refused, and
-    an extension past the policy's maximum is refused with what is still possible."""
+    """Buttons act only for the holder, and never past the policy's maximum."""
     sandbox = make_sandbox()
     assignment = seed(sandbox, ALICE, timedelta(minutes=30), started=timedelta(hours=1))
     async with start_bot(sandbox, tmp_path, mode="bot") as bot:
@@ -152,8 +149,7 @@ async def test_buttons_act_only_for_the_holder_and_within_the_policy(
 async def test_release_button_removes_the_rights_and_no_expired_notice_follows(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Release now: adminRemove, the admins are told, the holder gets the answer, and the
-    expiry loop says nothing more about those rights."""
+    """Release now removes the rights, tells the admins, and no expired notice follows."""
     sandbox = make_sandbox()
     assignment = seed(sandbox, ALICE, timedelta(seconds=3))
     end = sandbox_end(sandbox, assignment["id"])
@@ -185,8 +181,7 @@ async def test_release_button_removes_the_rights_and_no_expired_notice_follows(
 async def test_extension_needing_approval_goes_through_the_cards_in_bot_mode(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Policy requires approval for updates: the approvers get an extension card; on approval
-    the bot sends adminUpdate and the holder and admins learn the new end."""
+    """Bot mode: an extension needing approval goes through the cards, then adminUpdate."""
     sandbox = make_sandbox(tenant=tenant_with_update_approval())
     assignment = seed(sandbox, ALICE, timedelta(minutes=20))
     old_end = sandbox_end(sandbox, assignment["id"])
@@ -228,8 +223,7 @@ async def test_extension_needing_approval_goes_through_the_cards_in_bot_mode(
 async def test_extension_in_entra_mode_is_the_users_own_update_approved_in_entra(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Entra mode: ``extend 1h`` is userUpdate as the holder; Entra asks for approval, the
-    approver gets the extension card and decides as themself; the new end is told."""
+    """Entra mode: `extend 1h` is the holder's userUpdate, decided by an approver."""
     sandbox = make_sandbox(tenant=tenant_with_update_approval())
     assignment = seed(sandbox, ALICE, timedelta(minutes=20))
     old_end = sandbox_end(sandbox, assignment["id"])
@@ -254,8 +248,7 @@ async def test_extension_in_entra_mode_is_the_users_own_update_approved_in_entra
 async def test_a_denied_extension_leaves_the_end_as_it_was(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """An approver denies the extension: the holder and the admins are told, Graph is not
-    asked, and the rights end when they would have."""
+    """A denied extension is told to holder and admins and leaves the end as it was."""
     sandbox = make_sandbox(tenant=tenant_with_update_approval())
     assignment = seed(sandbox, ALICE, timedelta(minutes=20))
     end = sandbox_end(sandbox, assignment["id"])

@@ -27,8 +27,7 @@ TEAMS_ADMINS = "IT admins"
 async def test_slack_expiry_notices_once_each_across_a_restart(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Slack: the holder's DM with Extend / Release, the admin channel's expiring and expired
-    posts, each once, with the bot restarted between the expiring and the expired notice."""
+    """Slack: the holder's DM and the admin posts, once each, across a restart."""
     sandbox = make_sandbox()
     env = {"ELEVATE_EXPIRY_NOTICES": "PT1M"}
     async with start_slack_bot(sandbox, tmp_path, mode="bot", env=env) as bot:
@@ -58,9 +57,7 @@ async def test_slack_expiry_notices_once_each_across_a_restart(
 async def test_teams_expiry_card_extends_moves_the_notices_and_releases(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Teams: the holder's card offers Extend and Release now; Extend moves the notices to the
-    new end; Release gives the rights back and the admin channel is told; someone else's
-    click on the holder's card changes nothing."""
+    """Teams: the holder's card extends (notices move) and releases; others can't."""
     sandbox = make_sandbox()
     env = {"ELEVATE_EXPIRY_NOTICES": "PT1H"}
     async with start_teams_bot(sandbox, tmp_path, mode="bot", env=env) as bot:

@@ -180,8 +180,7 @@ class Slack:
 def test_two_replicas_send_each_notice_once_and_the_loops_move_when_the_holder_dies(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """One leader sends the notices once; the standby answers chat; SIGKILL of the leader
-    moves the loops to the standby, which sends the next notices once."""
+    """One leader sends each notice once; SIGKILL moves the loops to the standby."""
     if not POSTGRES_URL:
         pytest.skip("ELEVATE_TEST_POSTGRES_URL not set: the two-replica test needs PostgreSQL")
     sandbox = make_sandbox()
