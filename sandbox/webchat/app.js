@@ -858,7 +858,7 @@
         actions: {
           maxActions: 6,
           spacing: 'default',
-          buttonSpacing: 8,
+          buttonSpacing: 0, // the gap comes from app.css, so that buttons can wrap
           showCard: { actionMode: 'inline', inlineTopMargin: 12 },
           actionsOrientation: 'horizontal',
           actionAlignment: 'left',
