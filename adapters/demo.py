@@ -70,6 +70,7 @@ class Addresses:
     sandbox: str
     state_dir: Path
     temporary: bool
+    chat_note: str = ""
 
 
 DATABASE = "elevate.db"
@@ -104,7 +105,7 @@ def banner(addresses: Addresses) -> str:
         [
             "Elevate demo: a stand-in tenant, the bot and a web chat, all on this machine.",
             "",
-            f"  Web chat  {addresses.chat}",
+            f"  Web chat  {addresses.chat}{addresses.chat_note}",
             f"  Bot       {addresses.bot}",
             f"  Sandbox   {addresses.sandbox}  (Graph, Entra sign-in, Teams and Slack)",
             f"  State     {addresses.state_dir}  ({where})",
@@ -217,6 +218,7 @@ def _run(options: DemoOptions, state_dir: Path, temporary: bool, environ: Mappin
         sandbox.__enter__()
         serve_chat(sandbox, chat_sock)
         chat_port = chat_sock.getsockname()[1]
+        taken = options.port is None and chat_port != DEFAULT_PORT
         try:
             settings = load_settings(
                 bot_env(sandbox.ready["env"], bot_url=bot_url, state_dir=state_dir)
@@ -226,6 +228,7 @@ def _run(options: DemoOptions, state_dir: Path, temporary: bool, environ: Mappin
             return 1
         addresses = Addresses(
             chat=f"http://{HOST}:{chat_port}{CHAT_PATH}",
+            chat_note=f"  ({DEFAULT_PORT} was taken)" if taken else "",
             bot=bot_url,
             sandbox=sandbox.ready["base_url"],
             state_dir=state_dir,

@@ -140,11 +140,13 @@ def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
 
 
 @contextlib.contextmanager
-def run_demo(state_dir: Path, *args: str) -> Iterator[DemoProcess]:
-    """``elevate demo --no-browser --port 0 --state-dir …`` until the block ends (then Ctrl-C)."""
+def run_demo(state_dir: Path, *args: str, port: str | None = "0") -> Iterator[DemoProcess]:
+    """``elevate demo --no-browser --port 0 --state-dir …`` until the block ends (then Ctrl-C);
+    ``port=None`` leaves ``--port`` out (the default port)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log = state_dir.parent / f"{state_dir.name}-stderr.log"
-    command = [sys.executable, "-m", "adapters.cli", "demo", "--no-browser", "--port", "0"]
+    command = [sys.executable, "-m", "adapters.cli", "demo", "--no-browser"]
+    command += ["--port", port] if port is not None else []
     command += ["--state-dir", str(state_dir), *args]
     with log.open("w", encoding="utf-8") as err:
         process = subprocess.Popen(
@@ -170,9 +172,9 @@ def run_demo(state_dir: Path, *args: str) -> Iterator[DemoProcess]:
 
 
 @contextlib.contextmanager
-def started_demo(state_dir: Path, *args: str) -> Iterator[DemoProcess]:
+def started_demo(state_dir: Path, *args: str, port: str | None = "0") -> Iterator[DemoProcess]:
     """``run_demo`` once the web chat's URL is printed (``demo.url``)."""
-    with run_demo(state_dir, *args) as demo:
+    with run_demo(state_dir, *args, port=port) as demo:
         demo.url = demo.wait_for_line(r"Web chat\s+(http://\S+)").group(1)
         yield demo
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapters.demo import DEFAULT_PORT
 from tests.e2e.conftest import front_ends_missing, run_demo, started_demo
 
 MISSING = front_ends_missing()
@@ -65,6 +66,24 @@ def test_demo_serves_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
     assert "Stopping the Elevate demo" in demo.output()
     assert (state / "elevate.db").exists()
     assert (state / "sandbox" / "ca.pem").exists()
+
+
+@needs_front_ends
+@pytest.mark.timeout(120)
+def test_demo_moves_to_a_free_port_when_the_default_one_is_taken(tmp_path: Path) -> None:
+    """Without ``--port``, a taken 8765 is no obstacle: the demo listens elsewhere and says so."""
+    with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken by something else: just as good
+            holder.bind(("127.0.0.1", DEFAULT_PORT))
+            holder.listen()
+        demo = stack.enter_context(started_demo(tmp_path / "state", port=None))
+        line = "".join(demo.printed)
+        assert f":{DEFAULT_PORT}/" not in demo.url
+        assert f"({DEFAULT_PORT} was taken)" in line
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            assert http.get(demo.url).status_code == 200
+        assert demo.interrupt() == 0, demo.stderr()
 
 
 @pytest.mark.timeout(60)
