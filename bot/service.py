@@ -553,19 +553,8 @@ class ElevateService:
         else:
             final = await self._decide_in_bot(tracked, policy, approver, approve)
         now = self.clock.now()
-        await self.store.add_audit(
-            action="approve" if approve else "deny",
-            actor_principal_id=approver.id,
-            actor_display=approver.display_name,
-            platform=str(chat_user.platform),
-            request_id=tracked.request_id,
-            target_principal_id=tracked.requester_principal_id,
-            detail={"reason": reason, "stage": tracked.stage_index},
-            at=now,
-        )
-        self.metrics.decisions.labels("approved" if approve else "denied").inc()
-        self.metrics.decision_latency.observe((now - tracked.created_at).total_seconds())
         if not final:  # an earlier stage approved: the next stage's approvers get cards
+            await self._audit_decision(chat_user, tracked, approver, approve, reason, now)
             tracked = await self.store.update_request_state(
                 tracked.request_id,
                 tracked.last_known_state,
@@ -598,6 +587,7 @@ class ElevateService:
             if tracked.decided_by_principal_id == approver.id:
                 return self.view(tracked)
             raise AlreadyDecided(self._already_text(tracked))
+        await self._audit_decision(chat_user, tracked, approver, approve, reason, now)
         view = self.view(tracked, stage_count=len(policy.stages))
         await self.update_all_cards(tracked, view)
         if approve:
@@ -621,6 +611,29 @@ class ElevateService:
         else:
             await self.close_denied(tracked, view)
         return view
+
+    async def _audit_decision(
+        self,
+        chat_user: ChatUser,
+        tracked: TrackedRequest,
+        approver: Principal,
+        approve: bool,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        """Audit and count a decision that took effect (never a losing double click)."""
+        await self.store.add_audit(
+            action="approve" if approve else "deny",
+            actor_principal_id=approver.id,
+            actor_display=approver.display_name,
+            platform=str(chat_user.platform),
+            request_id=tracked.request_id,
+            target_principal_id=tracked.requester_principal_id,
+            detail={"reason": reason, "stage": tracked.stage_index},
+            at=now,
+        )
+        self.metrics.decisions.labels("approved" if approve else "denied").inc()
+        self.metrics.decision_latency.observe((now - tracked.created_at).total_seconds())
 
     def _already_text(self, tracked: TrackedRequest) -> str:
         if tracked.decision is not None:

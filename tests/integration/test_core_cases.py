@@ -335,3 +335,32 @@ async def test_teams_signin_must_be_the_teams_account_and_tokens_are_encrypted(
         token, expires = await bot.components.clients.user_access_token(bot.user_id(ALICE))
         assert token.count(".") == 2
         assert expires > 0
+
+
+async def test_concurrent_decisions_by_two_approvers_decide_and_audit_once(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """Bob and Carol click at the same moment: one decision, one audit row, one grant."""
+    sandbox = make_sandbox()
+    async with start_bot(sandbox, tmp_path, mode="bot") as bot:
+        reply = await bot.service.run_command(bot.slack_user(ALICE), "request-admin 1h drivers")
+        assert reply.kind == "ok"
+        tracked = await bot.components.store.find_open_request_for(bot.user_id(ALICE))
+        assert tracked is not None
+        results = await asyncio.gather(
+            bot.service.decide(bot.slack_user(BOB), tracked.request_id, True, "ok"),
+            bot.service.decide(bot.slack_user(CAROL), tracked.request_id, False, "no"),
+            return_exceptions=True,
+        )
+        losers = [r for r in results if isinstance(r, AlreadyDecided)]
+        winners = [r for r in results if not isinstance(r, BaseException)]
+        assert len(losers) == 1
+        assert len(winners) == 1
+        since = tracked.created_at - timedelta(minutes=1)
+        decisions = [
+            e
+            for e in await bot.components.store.list_audit(since)
+            if e.action in ("approve", "deny")
+        ]
+        assert len(decisions) == 1
+        assert len(graph_requests(sandbox)) == (1 if winners[0].state == "approved" else 0)
