@@ -266,7 +266,7 @@ class CoreRoutes:
     async def _resume(self, result: SignInResult) -> None:
         assert result.pending_command is not None
         try:
-            reply = await self.c.service.run_command(
+            reply = await self.c.service.resume(
                 result.chat_user, result.pending_command, reply_to=result.reply_to
             )
             if self.on_resumed is not None:

@@ -7,6 +7,7 @@ Front ends call ``run_command`` (chat text) or ``decide`` (a button) with a veri
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -81,6 +82,26 @@ class ServiceConfig:
     mode: ApprovalMode
     package_id: str
     policy_id: str | None = None
+
+
+_DECISION_PREFIX = "decision:"
+
+
+def pending_decision(request_id: str, approve: bool, reason: str | None) -> str:
+    """How a click that needs a sign-in first is kept until the sign-in completes."""
+    payload = {"request": request_id, "approve": approve, "reason": reason or ""}
+    return _DECISION_PREFIX + json.dumps(payload, separators=(",", ":"))
+
+
+def read_pending_decision(pending: str) -> tuple[str, bool, str | None] | None:
+    """The kept click, or None when ``pending`` is a chat command."""
+    if not pending.startswith(_DECISION_PREFIX):
+        return None
+    try:
+        data = json.loads(pending[len(_DECISION_PREFIX) :])
+        return str(data["request"]), bool(data["approve"]), str(data["reason"]) or None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class ElevateService:
@@ -519,6 +540,29 @@ class ElevateService:
             end=end,
         )
 
+    # --- resume after sign-in --------------------------------------------------------------
+
+    async def resume(
+        self, chat_user: ChatUser, pending: str, *, reply_to: Mapping[str, Any] | None = None
+    ) -> Reply:
+        """Run what waited for a sign-in: a chat command, or a click on Approve / Deny."""
+        decision = read_pending_decision(pending)
+        if decision is None:
+            return await self.run_command(chat_user, pending, reply_to=reply_to)
+        request_id, approve, reason = decision
+        try:
+            view = await self.decide(chat_user, request_id, approve, reason)
+        except SignInRequired as exc:
+            return Reply(kind="signin", text=exc.user_message, signin_url=exc.url)
+        except ElevateError as exc:
+            return Reply(kind="error", text=exc.user_message)
+        verb = "approved" if approve else "denied"
+        return Reply(
+            kind="ok",
+            text=f"Done: you {verb} {view.requester.label}'s request.",
+            view=view,
+        )
+
     # --- decide -----------------------------------------------------------------------------
 
     async def decide(
@@ -532,7 +576,9 @@ class ElevateService:
             raise NotFound(
                 "Elevate does not know this request any more; it may have been cleaned up."
             )
-        approver = await self.identify(chat_user)
+        approver = await self.identify(
+            chat_user, pending_command=pending_decision(request_id, approve, reason)
+        )
         if tracked.decision is not None or tracked.closed_at is not None:
             if tracked.decided_by_principal_id == approver.id:
                 return self.view(tracked)

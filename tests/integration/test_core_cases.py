@@ -16,7 +16,7 @@ from msgraph.generated.models.access_package_assignment_request import (
 )
 from msgraph.generated.models.access_package_request_type import AccessPackageRequestType
 
-from bot.errors import AlreadyDecided, NotAllowed
+from bot.errors import AlreadyDecided, NotAllowed, SignInRequired
 from sandbox.server import ThreadedSandbox
 from tests.integration.bot_harness import BotHarness, start_bot
 from tests.integration.conftest import (
@@ -364,3 +364,25 @@ async def test_concurrent_decisions_by_two_approvers_decide_and_audit_once(
         ]
         assert len(decisions) == 1
         assert len(graph_requests(sandbox)) == (1 if winners[0].state == "approved" else 0)
+
+
+async def test_an_approval_clicked_before_signing_in_runs_after_the_sign_in(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """Entra mode: Approve asks an unlinked approver to sign in, then decides by itself."""
+    sandbox = make_sandbox()
+    async with start_bot(sandbox, tmp_path) as bot:
+        request_id = await open_request(bot)
+        with pytest.raises(SignInRequired) as caught:
+            await bot.service.decide(bot.slack_user(BOB), request_id, True, "looks fine")
+        assert (await bot.sign_in(caught.value.url)).status_code == 200
+        bob_id = bot.user_id(BOB)
+        await bot.wait_for(lambda: bool(bot.notifier.notices_to(bob_id)), track=False)
+        done = bot.notifier.notices_to(bob_id)[0]
+        assert done.kind == "ok"
+        assert "you approved Alice Requester's request" in done.text
+        stored = await bot.components.store.get_request(request_id)
+        assert stored is not None
+        assert stored.decision == "approved"
+        assert stored.decided_by_principal_id == bob_id
+        await bot.wait_for(lambda: bool(bot.notifier.notices_to(bot.user_id(ALICE), "approved")))
