@@ -65,8 +65,8 @@ _KIND_HEADING = {
     "granted": "✅ Local admin rights granted",
     "denied": "❌ Request denied",
     "canceled": "↩️ Request cancelled",
-    "expiring": "⏳ Your admin rights end soon",
-    "expired": "⌛ Your admin rights have ended",
+    "expiring": "⏳ Local admin rights end soon",
+    "expired": "⌛ Local admin rights have ended",
     "released": "↩️ Admin rights released",
     "extended": "✅ Admin rights extended",
 }
