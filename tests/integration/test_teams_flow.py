@@ -20,6 +20,7 @@ from tests.integration.teams_harness import (
     card_of,
     check_cards,
     every_card,
+    find_action,
     invoke_card,
     open_url,
     start_teams_bot,
@@ -97,11 +98,15 @@ async def test_request_signs_in_resumes_and_approval_updates_every_copy(bot: Tea
     assert "fixing the printer driver" in texts(bob_card)
     assert bob_card["refresh"]["userIds"] == [bot.teams_id(BOB)]
 
-    # Bob has not signed in yet: the card asks him to, keeping the buttons.
+    # Bob has not signed in yet: the card asks him to, keeping the buttons; once he has, the
+    # click he made is decided and he is told in his chat.
     first = invoke_card(await bot.click(BOB, cards[BOB], actions.APPROVE))
     assert "sign in" in texts(first).lower()
+    assert find_action(first, actions.APPROVE)
     assert (await bot.sign_in(open_url(first), as_upn=BOB)).status_code == 200
+    await bot.wait_for(lambda: has_text(bot, BOB, "you approved Alice Requester"), track=False)
 
+    # Clicking again (the card he still sees) shows the decision, made once.
     approved = invoke_card(await bot.click(BOB, cards[BOB], actions.APPROVE))
     assert "Approved by Bob Approver" in texts(approved)
     assert "actions" not in approved
