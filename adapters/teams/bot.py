@@ -27,7 +27,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from adapters.teams import payloads
 from adapters.teams.adapter import RAW_ACTIVITY
 from adapters.teams.notifier import Conversations, TeamsNotifier, card_activity
-from bot.commands import Cancel, Extend, Release, RequestAdmin, format_duration
+from bot.commands import Cancel, RequestAdmin, format_duration
 from bot.domain import ChatUser, RequestView
 from bot.errors import ElevateError, SignInRequired
 from bot.ports import Reply
@@ -158,12 +158,14 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
             if verb == actions.CANCEL:
                 return reply_card(await self.service.run(user, Cancel()))
             if verb == actions.RELEASE:
-                return reply_card(await self.service.run(user, Release()))
+                return reply_card(await self.service.release_assignment(user, action.subject_id))
             if verb == actions.EXTEND:
                 duration = isodate.parse_duration(
                     (action.payload and action.payload.duration) or ""
                 )
-                return reply_card(await self.service.run(user, Extend(duration)))
+                return reply_card(
+                    await self.service.extend_assignment(user, action.subject_id, duration)
+                )
             return await self._approval_action(user, action)
         except (BadPayload, isodate.ISO8601Error, ValueError) as exc:
             log.warning("teams.bad_action", verb=action.verb, error=str(exc))

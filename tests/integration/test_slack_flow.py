@@ -90,9 +90,11 @@ async def test_command_reaches_approvers_approve_updates_all_copies_and_tells_ev
         prompt = await _latest_to(bot, BOB, "response_url")
         assert action_ids(prompt) == ["elevate.signin"]  # Bob must sign in to approve
         assert (await bot.sign_in(signin_link(prompt))).status_code == 200
-        await bot.click(BOB, bob_card, actions.APPROVE)
-        await bot.settle()
 
+        async def decided() -> bool:  # the click waited for the sign-in and runs by itself
+            return all(c["versions"] == 2 for c in await _cards(bot))
+
+        await bot.wait_for(decided, track=False)
         for card in await _cards(bot):
             assert card["versions"] == 2
             assert action_ids(card) == []
