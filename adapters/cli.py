@@ -167,14 +167,25 @@ def _manifest(args: argparse.Namespace) -> int:
     if not str(args.url).startswith("https://"):
         print("elevate manifest: --url must be an https:// URL", file=sys.stderr)
         return 2
-    if args.platform == "slack":
-        from adapters.slack.manifest import render
+    try:
+        if args.platform == "slack":
+            from adapters.slack.manifest import render
 
-        print(render(args.url), end="")
-        return 0
-    from adapters.teams.manifest import build
+            print(render(args.url), end="")
+            return 0
+        from adapters.teams.manifest import build
 
-    build(app_id=args.app_id, url=args.url, out=args.out)
+        build(app_id=args.app_id, url=args.url, out=args.out)
+    except ValueError as exc:
+        print(f"elevate manifest: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(
+            f"elevate manifest: the template {exc.filename} is missing; run this command "
+            "from a checkout of Elevate (the templates live in manifest/)",
+            file=sys.stderr,
+        )
+        return 2
     print(f"wrote {args.out}")
     return 0
 
