@@ -27,7 +27,6 @@ for the whole sweep.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ import structlog
 
 from bot.commands import format_duration, to_iso
 from bot.domain import Assignment, Principal
-from bot.errors import ElevateError
+from bot.loops import repeat
 from bot.ports import Notice
 from bot.service import ElevateService, end_key, hhmm, watch_of
 from bot.store import ExpiryWatch
@@ -117,15 +116,7 @@ class ExpiryLoop:
         or the replica that held the lock before): they are sent again.
         """
         self.started_at = self.service.clock.now()
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except ElevateError as exc:
-                log.warning("expiry.sweep_failed", error=type(exc).__name__, detail=exc.detail)
-            except Exception:  # the loop must survive anything one sweep meets
-                log.exception("expiry.sweep_crashed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval.total_seconds())
+        await repeat("expiry", self.run_once, self.interval, stop)
 
     async def run_once(self) -> SweepStats:
         """One sweep: notices for ends that are near, then resolve ends that have passed."""

@@ -12,7 +12,6 @@ repeats nor skips one (a claim a dead process left unsent is sent again).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 
 import isodate
@@ -21,6 +20,7 @@ import structlog
 from bot.commands import format_duration, to_iso
 from bot.domain import AccessRequest, ApprovalMode, RequestState
 from bot.errors import ElevateError, NotFound
+from bot.loops import repeat
 from bot.ports import Notice
 from bot.service import ElevateService, hhmm
 from bot.store.records import TrackedRequest
@@ -40,15 +40,7 @@ class Tracker:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Pass after pass until ``stop`` is set; a failed pass is logged and retried."""
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except ElevateError as exc:
-                log.warning("tracker.pass_failed", error=type(exc).__name__, detail=exc.detail)
-            except Exception:  # the loop must survive anything one pass meets
-                log.exception("tracker.pass_crashed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval.total_seconds())
+        await repeat("tracker", self.run_once, self.interval, stop)
 
     async def run_once(self) -> None:
         """Discover portal-made requests, then follow every open one."""

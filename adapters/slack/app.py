@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -24,11 +24,13 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.locks import KeyedLocks
 from adapters.slack.notifier import SlackNotifier
 from adapters.slack.payloads import BadPayload, Sender
 from adapters.slack.people import SlackPeople
 from bot.config import Settings
 from bot.errors import ElevateError, SignInRequired
+from bot.graph.trust import ssl_context as trust_context
 from bot.ports import Reply
 from bot.service import GENERIC_ERROR, ElevateService
 from cards import slack as blocks
@@ -78,33 +80,9 @@ class BackgroundTasks:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-class KeyedLocks:
-    """One ``asyncio.Lock`` per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Serialise everything done under ``key``."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """Trust ``ELEVATE_CA_BUNDLE`` when set (the sandbox's CA), else the system's."""
-    if settings.ca_bundle is None:
-        return None
-    return ssl.create_default_context(cafile=str(settings.ca_bundle))
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The system's CAs plus ``ELEVATE_CA_BUNDLE`` (the sandbox's CA, a corporate proxy's)."""
+    return trust_context(settings.ca_bundle)
 
 
 class SlackFrontEnd:

@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import isodate
@@ -24,6 +22,7 @@ import structlog
 from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
+from adapters.locks import KeyedLocks
 from adapters.teams import payloads
 from adapters.teams.adapter import RAW_ACTIVITY
 from adapters.teams.notifier import Conversations, TeamsNotifier, card_activity
@@ -57,28 +56,6 @@ BAD_BUTTON = (
     "This button is not one Elevate understands any more. Type `status` to see where things stand."
 )
 PRIVATE_SIGNIN = "I sent you a sign-in link in our private chat: it's yours alone."
-
-
-class KeyedLocks:
-    """One ``asyncio.Lock`` per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the lock of ``key``."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.slack.app import BackgroundTasks, KeyedLocks
+from adapters.locks import KeyedLocks
+from adapters.slack.app import BackgroundTasks
 
 
 async def test_close_lets_work_finish_then_cancels_the_rest() -> None:
