@@ -368,21 +368,16 @@ class ElevateService:
                 "Microsoft Entra does not let you request local admin rights. Ask IT.",
                 detail=exc.detail,
             ) from exc
-        return await self.store.track_request(
+        return await self._track(
+            chat_user,
+            principal,
+            policy,
+            RequestKind.ADD,
+            duration,
+            justification,
             request_id=created.id,
             graph_request_id=created.id,
-            kind=str(RequestKind.ADD),
-            approval_mode=str(ApprovalMode.ENTRA),
-            requester_principal_id=principal.id,
-            requester_display_name=principal.display_name,
-            requester_platform=str(chat_user.platform),
-            requester_workspace=chat_user.workspace,
-            requester_chat_user_id=chat_user.user_id,
-            duration_iso=to_iso(duration),
-            justification=justification,
-            policy_id=policy.id,
             last_known_state=str(created.state),
-            now=self.clock.now(),
         )
 
     async def _create_bot_request(
@@ -394,10 +389,44 @@ class ElevateService:
         justification: str,
         now: datetime,
     ) -> TrackedRequest:
-        tracked = await self.store.track_request(
+        tracked = await self._track(
+            chat_user,
+            principal,
+            policy,
+            RequestKind.ADD,
+            duration,
+            justification,
             request_id=f"elv-{uuid.uuid4()}",
-            kind=str(RequestKind.ADD),
-            approval_mode=str(ApprovalMode.BOT),
+            last_known_state=str(RequestState.PENDING_APPROVAL),
+            bot_pending=True,
+        )
+        if policy.approval_required_for_add and policy.stages:
+            await self.post_approval_cards(tracked, policy)
+        else:
+            await self._grant(tracked)
+        return tracked
+
+    async def _track(
+        self,
+        chat_user: ChatUser,
+        principal: Principal,
+        policy: Policy,
+        kind: RequestKind,
+        duration: timedelta,
+        justification: str,
+        *,
+        request_id: str,
+        last_known_state: str,
+        graph_request_id: str | None = None,
+        bot_pending: bool = False,
+        assignment_id: str | None = None,
+    ) -> TrackedRequest:
+        """Start following a request made from chat (who asked, where, for what)."""
+        return await self.store.track_request(
+            request_id=request_id,
+            graph_request_id=graph_request_id,
+            kind=str(kind),
+            approval_mode=str(self.config.mode),
             requester_principal_id=principal.id,
             requester_display_name=principal.display_name,
             requester_platform=str(chat_user.platform),
@@ -406,15 +435,11 @@ class ElevateService:
             duration_iso=to_iso(duration),
             justification=justification,
             policy_id=policy.id,
-            last_known_state=str(RequestState.PENDING_APPROVAL),
-            bot_pending=True,
-            now=now,
+            assignment_id=assignment_id,
+            last_known_state=last_known_state,
+            bot_pending=bot_pending,
+            now=self.clock.now(),
         )
-        if policy.approval_required_for_add and policy.stages:
-            await self.post_approval_cards(tracked, policy)
-        else:
-            await self._grant(tracked)
-        return tracked
 
     # --- approval cards ---------------------------------------------------------------------
 
@@ -1106,23 +1131,18 @@ class ElevateService:
                 None,
                 str(RequestState.PENDING_APPROVAL),
             )
-        tracked = await self.store.track_request(
+        tracked = await self._track(
+            chat_user,
+            principal,
+            policy,
+            RequestKind.UPDATE,
+            duration,
+            justification,
             request_id=request_id,
             graph_request_id=graph_id,
-            kind=str(RequestKind.UPDATE),
-            approval_mode=str(self.config.mode),
-            requester_principal_id=principal.id,
-            requester_display_name=principal.display_name,
-            requester_platform=str(chat_user.platform),
-            requester_workspace=chat_user.workspace,
-            requester_chat_user_id=chat_user.user_id,
-            duration_iso=to_iso(duration),
-            justification=justification,
-            policy_id=policy.id,
-            assignment_id=active.id,
             last_known_state=state,
             bot_pending=graph_id is None,
-            now=now,
+            assignment_id=active.id,
         )
         await self.store.add_audit(
             action="request",
