@@ -324,6 +324,22 @@ class GraphEntitlements:
             yield assignment_from_json(raw, package_id)
 
 
+def principal_from_json(raw: dict[str, Any]) -> Principal | None:
+    """A Principal from a directoryObject's JSON (None for anything but a user)."""
+    kind = str(raw.get("@odata.type") or "#microsoft.graph.user")
+    user_id = raw.get("id")
+    if kind != "#microsoft.graph.user" or not isinstance(user_id, str) or not user_id:
+        return None
+    upn = str(raw.get("userPrincipalName") or "")
+    return Principal(
+        id=user_id,
+        upn=upn,
+        display_name=str(raw.get("displayName") or upn or user_id),
+        mail=raw.get("mail") if isinstance(raw.get("mail"), str) else None,
+        user_type=str(raw.get("userType") or "Member"),
+    )
+
+
 class GraphDirectory:
     """Users and groups (app-only).
 
@@ -412,8 +428,10 @@ class GraphDirectory:
         """The group's user members (all pages)."""
         builder = self._clients.app.groups.by_group_id(group_id).members
         members: list[Principal] = []
-        async for obj in paged("group_members", builder, None, self._metrics):
-            person = to_principal(obj)
+        # Read as JSON: approver resolution runs on every request, and msgraph-sdk's User
+        # model costs milliseconds of CPU per member.
+        async for raw in paged_json("group_members", builder, None, self._metrics):
+            person = principal_from_json(raw)
             if person is not None:
                 members.append(person)
         return members

@@ -85,3 +85,20 @@ async def test_duplicates_removed_and_unknown_subjects_ignored() -> None:
     )
     result = await resolve_stage(FakeDirectory(), stage, "alice")
     assert [p.id for p in result.approvers] == ["bob", "carol"]
+
+
+def test_group_member_json_becomes_a_principal_and_non_users_are_skipped() -> None:
+    """Members read as JSON: users become principals; groups and devices are skipped."""
+    from bot.graph.entitlements import principal_from_json
+
+    user = {
+        "@odata.type": "#microsoft.graph.user",
+        "id": "u1",
+        "userPrincipalName": "bob@x.test",
+        "displayName": "Bob",
+        "mail": "bob@x.test",
+    }
+    person = principal_from_json(user)
+    assert person == Principal(id="u1", upn="bob@x.test", display_name="Bob", mail="bob@x.test")
+    assert principal_from_json({"@odata.type": "#microsoft.graph.group", "id": "g1"}) is None
+    assert principal_from_json({"@odata.type": "#microsoft.graph.user"}) is None
