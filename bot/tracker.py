@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 import isodate
 import structlog
@@ -28,6 +29,9 @@ from bot.store.records import TrackedRequest
 log = structlog.get_logger(__name__)
 
 SIGN_OUT_HINT = "Sign out of Windows and back in (or restart) for the rights to apply on your PC."
+
+
+POLICY_DURATION = "the policy's duration"
 
 
 class Tracker:
@@ -131,111 +135,79 @@ class Tracker:
         return None
 
     async def _delivered(self, tracked: TrackedRequest, request: AccessRequest) -> None:
-        if tracked.kind == "update":
-            await self._extended(tracked, request)
-            return
+        """Rights granted (or an extension in place): cards, holder and admins told once."""
         svc = self.service
         end = await self._end_of(tracked, request)
+        until = hhmm(end)
         view = svc.view(tracked, state="approved", end=end)
-        duration = (
-            format_duration(isodate.parse_duration(tracked.duration_iso))
-            if tracked.duration_iso
-            else "the policy's duration"
-        )
+        who = tracked.requester_display_name
         by = (
             f", approved by {tracked.decided_by_display_name}"
             if tracked.decided_by_display_name
             else ""
         )
-
-        async def send() -> None:
-            await svc.update_all_cards(tracked, view)
-            await svc.tell_requester(
-                tracked,
-                Notice(
-                    kind="approved",
-                    text=f"You are now a local administrator until {hhmm(end)}. {SIGN_OUT_HINT}",
-                    view=view,
-                    subject_id=tracked.request_id,
-                    facts=(("Until", hhmm(end)),),
-                ),
-            )
-            await svc.notifier.notify_admins(
-                Notice(
-                    kind="granted",
-                    text=(
-                        f"{tracked.requester_display_name} was granted local admin rights "
-                        f"for {duration} until {hhmm(end)}{by}."
-                    ),
-                    view=view,
-                    subject_id=tracked.request_id,
-                )
-            )
-
-        await svc.send_once(
-            tracked.request_id, "outcome:delivered", send, resume_before=self.started_at
-        )
-        await svc.store.add_audit(
-            action="grant",
-            request_id=tracked.request_id,
-            target_principal_id=tracked.requester_principal_id,
-            detail={"until": end.isoformat() if end else None},
-            at=svc.clock.now(),
-        )
-        await svc.store.close_request(tracked.request_id, svc.clock.now())
-
-    async def _extended(self, tracked: TrackedRequest, request: AccessRequest) -> None:
-        """An extension is in place: the holder and the admins are told the new end."""
-        svc = self.service
-        end = await self._end_of(tracked, request)
-        view = svc.view(tracked, state="approved", end=end)
-        by_text = (
+        duration = (
             format_duration(isodate.parse_duration(tracked.duration_iso))
             if tracked.duration_iso
-            else "more time"
+            else None
         )
-        approved = (
-            f", approved by {tracked.decided_by_display_name}"
-            if tracked.decided_by_display_name
-            else ""
-        )
+        if tracked.kind == "update":
+            subject = tracked.assignment_id or tracked.request_id
+            holder = Notice(
+                kind="extended",
+                text=f"Your local admin rights now last until {until}.",
+                view=view,
+                subject_id=subject,
+                facts=(("Until", until),),
+            )
+            admins = Notice(
+                kind="extended",
+                text=(
+                    f"{who} extended their local admin rights by {duration or 'more time'}, "
+                    f"until {until}{by}."
+                ),
+                view=view,
+                subject_id=subject,
+            )
+            audit: dict[str, Any] = {
+                "action": "extend",
+                "actor_principal_id": tracked.decided_by_principal_id,
+                "actor_display": tracked.decided_by_display_name,
+                "detail": {"by": tracked.duration_iso, "until": end.isoformat() if end else None},
+            }
+        else:
+            holder = Notice(
+                kind="approved",
+                text=f"You are now a local administrator until {until}. {SIGN_OUT_HINT}",
+                view=view,
+                subject_id=tracked.request_id,
+                facts=(("Until", until),),
+            )
+            admins = Notice(
+                kind="granted",
+                text=(
+                    f"{who} was granted local admin rights for "
+                    f"{duration or POLICY_DURATION} until {until}{by}."
+                ),
+                view=view,
+                subject_id=tracked.request_id,
+            )
+            audit = {"action": "grant", "detail": {"until": end.isoformat() if end else None}}
 
         async def send() -> None:
             await svc.update_all_cards(tracked, view)
-            await svc.tell_requester(
-                tracked,
-                Notice(
-                    kind="extended",
-                    text=f"Your local admin rights now last until {hhmm(end)}.",
-                    view=view,
-                    subject_id=tracked.assignment_id or tracked.request_id,
-                    facts=(("Until", hhmm(end)),),
-                ),
-            )
-            await svc.notifier.notify_admins(
-                Notice(
-                    kind="extended",
-                    text=(
-                        f"{tracked.requester_display_name} extended their local admin rights by "
-                        f"{by_text}, until {hhmm(end)}{approved}."
-                    ),
-                    view=view,
-                    subject_id=tracked.assignment_id or tracked.request_id,
-                )
-            )
+            await svc.tell_requester(tracked, holder)
+            await svc.notifier.notify_admins(admins)
 
         if await svc.send_once(
             tracked.request_id, "outcome:delivered", send, resume_before=self.started_at
         ):
             await svc.store.add_audit(
-                action="extend",
-                actor_principal_id=tracked.decided_by_principal_id,
-                actor_display=tracked.decided_by_display_name,
                 request_id=tracked.request_id,
                 assignment_id=tracked.assignment_id,
                 target_principal_id=tracked.requester_principal_id,
-                detail={"by": tracked.duration_iso, "until": end.isoformat() if end else None},
                 at=svc.clock.now(),
+                **audit,
             )
         await svc.store.close_request(tracked.request_id, svc.clock.now())
 
