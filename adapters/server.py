@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -67,12 +67,20 @@ class Components:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     on_startup: list[Callable[[web.Application], Awaitable[None]]] = field(default_factory=list)
 
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run short work after an HTTP answer (e.g. a command resumed after sign-in); it is
+        cancelled at close rather than cut off mid-call when its clients close."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self.background.append(task)
+        task.add_done_callback(self.background.remove)
+
     async def close(self) -> None:
-        """Stop background loops and close clients and the store."""
+        """Stop background loops and work, then close clients and the store."""
         self.stop.set()
-        for task in self.background:
+        pending = list(self.background)
+        for task in pending:
             task.cancel()
-        for task in self.background:
+        for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.clients.close()
@@ -254,7 +262,7 @@ class CoreRoutes:
             log.warning("signin.failed", error=type(exc).__name__, detail=exc.detail)
             return page("Sign-in failed", exc.user_message, ok=False, status=502)
         if result.pending_command:
-            asyncio.get_running_loop().create_task(self._resume(result))
+            self.c.spawn(self._resume(result), name="signin.resume")
         return page(
             "You're signed in",
             f"Signed in as {result.principal.upn or result.principal.display_name}. "

@@ -287,6 +287,9 @@ class GraphClients:
             await self._aio_session.close()
         await self._http.aclose()
         await self._transport.aclose()
+        # Closed TLS transports finish shutting down on the next loop turns; without this
+        # pause a loop closed right after leaks their sockets (ResourceWarning).
+        await asyncio.sleep(0.1)
         await asyncio.to_thread(self._msal_session.close)
 
 
