@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -12,10 +13,15 @@ import structlog
 _SECRET_KEYS = ("token", "secret", "password", "authorization", "code", "assertion")
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret(key: str) -> bool:
+    """Whether a log field's name says it holds a secret (few names, so cached)."""
+    return key != "event" and any(s in key.lower() for s in _SECRET_KEYS)
+
+
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in list(event):
-        if any(s in key.lower() for s in _SECRET_KEYS) and key != "event":
-            event[key] = "[redacted]"
+    for key in [k for k in event if _secret(k)]:
+        event[key] = "[redacted]"
     return event
 
 

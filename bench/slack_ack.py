@@ -10,10 +10,10 @@ remote):
   ``process_before_response=True`` (what Elevate uses);
 
 and, from this process, sends rounds of 50 signed commands at once (real Slack payloads: the
-sandbox issues their response URLs and trigger ids) to each app, timing every HTTP answer (the
-ack).  The minimal apps are measured first; Elevate last, while the Graph work of its earlier
-commands is still running.  Prints p50 / p99 / max per app and Elevate's p99 against the minimal
-apps'.
+sandbox issues their response URLs and trigger ids) to each app over kept-alive connections,
+timing every HTTP answer (the ack) with the lean client of ``bench/loadgen.py``.  The minimal
+apps are measured first; Elevate last, while the Graph work of its earlier commands is still
+running.  Prints p50 / p99 / max per app and Elevate's p99 against the minimal apps'.
 
     .venv/bin/python bench/slack_ack.py [--rounds 5] [--concurrency 50]
 
@@ -47,6 +47,8 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.loadgen import Connections, encode, percentile  # noqa: E402
+
 COMMAND = "/request-admin"
 GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
 
@@ -163,11 +165,11 @@ def child(args: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 @contextlib.contextmanager
-def app_process(kind: str, env_file: Path, tmp: Path) -> Iterator[str]:
-    """Serve one app in a child process; its base URL."""
+def app_process(kind: str, env_file: Path, tmp: Path) -> Iterator[int]:
+    """Serve one app in a child process; its port."""
     args = [sys.executable, __file__, "--serve", kind, str(env_file), str(tmp)]
     with child(args) as (_, port):
-        yield f"http://127.0.0.1:{int(port)}"
+        yield int(port)
 
 
 # --- the load (this process) -----------------------------------------------------------------
@@ -233,42 +235,35 @@ class Load:
             self.n += 1
         return forms
 
-    async def one(self, url: str, form: dict[str, str]) -> float:
-        """Milliseconds until the app's answer to one command."""
-        body, headers = sign(self.secret, form)
-        started = time.perf_counter()
-        async with self.session.post(f"{url}/slack/events", data=body, headers=headers) as answer:
-            await answer.read()
-            assert answer.status == 200, answer.status
-        return (time.perf_counter() - started) * 1000
-
-    async def burst(self, url: str, concurrency: int) -> list[float]:
-        """``concurrency`` commands sent at once; their ack latencies (ms)."""
+    async def burst(self, app: Connections, concurrency: int) -> list[float]:
+        """``concurrency`` commands sent at once (signed just before); their ack latencies."""
         forms = await self.payloads(concurrency)
-        return list(await asyncio.gather(*(self.one(url, f) for f in forms)))
-
-
-def percentile(samples: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank)."""
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
-    return ordered[int(rank) - 1]
+        host = f"{app.host}:{app.port}"
+        requests = []
+        for form in forms:
+            body, headers = sign(self.secret, form)
+            requests.append(encode(host, "/slack/events", headers, body))
+        answers = await app.burst(requests)
+        assert all(a.status == 200 for a in answers), [a.status for a in answers]
+        return [a.ms for a in answers]
 
 
 async def measure(
-    load: Load, url: str, rounds: int, concurrency: int, *, pause: float, settle: float
+    load: Load, app: Connections, rounds: int, concurrency: int, *, pause: float, settle: float
 ) -> list[float]:
     """Warm up, then ``rounds`` bursts.  The warm-up sends one command per member and waits
     ``settle`` seconds: connections, bolt's ``auth.test`` and, in Elevate, the first use of each
     Graph code path (msgraph imports its request builders lazily, blocking the loop once) are
     done before timing, as in a server that has been up for a while."""
+    await app.warm(concurrency)
     for _ in load.users:
-        await load.burst(url, 1)
+        await load.burst(app, 1)
     await asyncio.sleep(settle)
     samples: list[float] = []
     for _ in range(rounds):
-        samples += await load.burst(url, concurrency)
+        samples += await load.burst(app, concurrency)
         await asyncio.sleep(pause)
+    await app.close()
     return samples
 
 
@@ -295,10 +290,11 @@ async def run(rounds: int, concurrency: int) -> None:
                     ("minimal-pbr", "minimal bolt (process_before_response)"),
                     ("elevate", "Elevate"),
                 ):
-                    with app_process(kind, env_file, tmp) as url:
+                    with app_process(kind, env_file, tmp) as port:
                         settle = 15.0 if kind == "elevate" else 0.0
+                        app = Connections("127.0.0.1", port)
                         results[label] = await measure(
-                            load, url, rounds, concurrency, pause=0.5, settle=settle
+                            load, app, rounds, concurrency, pause=0.5, settle=settle
                         )
                         if kind == "elevate":
                             await asyncio.sleep(5)  # let some Graph work finish before stopping

@@ -104,6 +104,7 @@ Command: TypeAlias = RequestAdmin | RequestForm | Status | Cancel | Extend | Rel
 
 MAX_DURATION = timedelta(days=365)
 """The longest duration the parser accepts; the policy's maximum is checked by the service."""
+_MAX_SECONDS = int(MAX_DURATION.total_seconds())
 
 USAGE_EXAMPLES: dict[str, str] = {
     "request-admin": "request-admin 8h fixing the printer driver",
@@ -144,12 +145,12 @@ _ALIASES: dict[str, str] = {
 
 _NO_ARGUMENTS: dict[str, Command] = {"status": Status(), "cancel": Cancel(), "release": Release()}
 
-# Unit word -> minutes.
-_UNITS: dict[str, Fraction] = {
-    **dict.fromkeys(("d", "day", "days"), Fraction(24 * 60)),
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), Fraction(60)),
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), Fraction(1)),
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), Fraction(1, 60)),
+# Unit word -> seconds.
+_UNITS: dict[str, int] = {
+    **dict.fromkeys(("d", "day", "days"), 86_400),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3_600),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
 }
 
 _NUMBER = r"[0-9]+(?:[.,][0-9]{1,6})?"
@@ -303,8 +304,8 @@ def _duration(text: str, *, hint: str, example: str) -> timedelta:
     if not text:
         raise UsageError(f"The duration is missing. {hint}", example)
     negative = text[0] == "-"
-    minutes = _minutes(text[1:] if negative else text, example=example)
-    if minutes is None:
+    seconds = _seconds(text[1:] if negative else text, example=example)
+    if seconds is None:
         if _NUMBER_RE.fullmatch(text):
             raise UsageError(
                 f"{_quote(text)} needs a unit: m for minutes, h for hours or d for days.", example
@@ -312,42 +313,46 @@ def _duration(text: str, *, hint: str, example: str) -> timedelta:
         raise UsageError(f"{_quote(text)} is not a duration. {hint}", example)
     if negative:
         raise UsageError("A duration can't be negative.", example)
-    if minutes < 1:
+    if seconds < 60:
         raise UsageError("The duration must be at least 1 minute.", example)
-    if minutes.denominator != 1:
+    if seconds % 60:
         raise UsageError("The duration must be a whole number of minutes.", example)
-    if minutes > MAX_DURATION // timedelta(minutes=1):
+    if seconds > _MAX_SECONDS:
         raise UsageError("The duration must be at most 365 days.", example)
-    return timedelta(minutes=int(minutes))
+    return timedelta(seconds=int(seconds))
 
 
-def _minutes(text: str, *, example: str) -> Fraction | None:
-    """The length of a duration in minutes, or ``None`` if ``text`` is not a duration."""
+def _seconds(text: str, *, example: str) -> int | Fraction | None:
+    """The length of a duration in seconds (exact: a ``Fraction`` only for decimals), or
+    ``None`` if ``text`` is not a duration."""
     lower = text.lower()
     if match := _SPACED_RE.fullmatch(lower):
         parts = [(match[1], match[2])]
     elif _COMPACT_RE.fullmatch(lower):
         parts = _PART_RE.findall(lower)
     elif _ISO_RE.fullmatch(text.upper()):
-        return _iso_minutes(text.upper(), example=example)
+        return _iso_seconds(text.upper(), example=example)
     else:
         return None
-    total = Fraction(0)
-    previous_unit = Fraction(10**9)
+    total: int | Fraction = 0
+    previous_unit = 10**9
     for number, unit_word in parts:
         unit = _UNITS.get(unit_word)
         if unit is None or unit >= previous_unit:  # unknown, repeated or out-of-order unit
             return None
         previous_unit = unit
         try:
-            total += Fraction(number.replace(",", ".")) * unit
+            if number.isdigit():
+                total += int(number) * unit
+            else:  # a decimal such as 1.5 or 1,5: exact arithmetic
+                total += Fraction(number.replace(",", ".")) * unit
         except ValueError:  # more digits than int() will convert
             raise UsageError("The duration must be at most 365 days.", example) from None
     return total
 
 
-def _iso_minutes(text: str, *, example: str) -> Fraction:
-    """The length in minutes of an ISO 8601 duration that ``_ISO_RE`` matched.
+def _iso_seconds(text: str, *, example: str) -> Fraction:
+    """The length in seconds of an ISO 8601 duration that ``_ISO_RE`` matched.
 
     ``_ISO_RE`` accepts a subset of what isodate's own pattern accepts (and none of its
     alternative ``PYYYY-MM-DD…`` forms), so isodate can only fail here by overflowing.
@@ -363,7 +368,7 @@ def _iso_minutes(text: str, *, example: str) -> Fraction:
             example,
         )
     microseconds = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-    return Fraction(microseconds, 60_000_000)
+    return Fraction(microseconds, 1_000_000)
 
 
 def _quote(text: str) -> str:

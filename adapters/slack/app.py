@@ -22,6 +22,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.locks import KeyedLocks
@@ -113,25 +114,35 @@ class SlackFrontEnd:
         self._quiet.set()
         # process_before_response: listeners only ack and schedule work, so the ack is the
         # listener's end and bolt need not poll for it (its default runner sleeps 10 ms steps).
-        self.bolt = AsyncApp(
-            signing_secret=settings.slack_signing_secret.get_secret_value(),
-            client=client,
-            process_before_response=True,
-        )
-        self.bolt.middleware(_ignore_retries)
+        secret = settings.slack_signing_secret.get_secret_value()
+        self.bolt = AsyncApp(signing_secret=secret, client=client, process_before_response=True)
         self.bolt.error(_on_listener_error)
+        self._verifier = SignatureVerifier(secret)
 
     async def events(self, request: web.Request) -> web.Response:
         """``POST /slack/events``: verify, dispatch to the listeners, return their ack."""
         self._answering += 1
         self._quiet.clear()
         try:
+            if retry := request.headers.get("X-Slack-Retry-Num"):
+                return await self._retried(request, retry)
             response = await self.bolt.async_dispatch(await to_bolt_request(request))
             return await to_aiohttp_response(response)
         finally:
             self._answering -= 1
             if not self._answering:
                 self._quiet.set()
+
+    async def _retried(self, request: web.Request, retry: str) -> web.Response:
+        """Slack re-sends a request it thinks timed out (``X-Slack-Retry-Num``); the first
+        delivery was acked and is being worked on, so a genuine retry is acked and dropped.
+        Checked here rather than as a bolt middleware, which every request would pay for."""
+        body = await request.text()
+        if not self._verifier.is_valid_request(body, dict(request.headers)):
+            log.warning("slack.bad_signature", retry=retry)
+            return web.Response(status=401)
+        log.info("slack.retry_ignored", retry=retry)
+        return web.Response(status=200)
 
     def lock(self, sender: Sender) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialise one Slack user's work (two identical commands can't both create)."""
@@ -196,16 +207,6 @@ class SlackFrontEnd:
 
 def _signin(exc: SignInRequired) -> Reply:
     return Reply(kind="signin", text=exc.user_message, signin_url=exc.url)
-
-
-async def _ignore_retries(request: Any, next_: Any) -> BoltResponse | None:
-    """Slack re-sends a request it thinks timed out (``X-Slack-Retry-Num``); the first delivery
-    was acked and is being worked on, so a retry is acknowledged and dropped.  Runs after bolt's
-    signature check."""
-    if request.headers.get("x-slack-retry-num"):
-        log.info("slack.retry_ignored", retry=request.headers.get("x-slack-retry-num"))
-        return BoltResponse(status=200, body="")
-    return await next_()  # type: ignore[no-any-return]
 
 
 async def _on_listener_error(error: Exception, response: BoltResponse | None) -> BoltResponse:

@@ -57,9 +57,13 @@ async def test_bad_signature_and_stale_timestamp_are_401_and_nothing_runs(
 async def test_a_retried_delivery_creates_one_request(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:
-    """Slack's retry of a command (X-Slack-Retry-Num) is acked and dropped: one request."""
+    """Slack's retry of a command (X-Slack-Retry-Num) is acked and dropped: one request.  A
+    "retry" that is not signed by Slack is refused like any other forged request."""
     sandbox = make_sandbox()
     async with start_slack_bot(sandbox, tmp_path, mode="bot") as bot:
+        forged = await bot.command(ALICE, "8h printer driver", retry_num=1, signature="bad")
+        stale = await bot.command(ALICE, "8h printer driver", retry_num=1, timestamp_offset=-301)
+        assert forged["status"] == stale["status"] == 401
         first = await bot.command(ALICE, "8h printer driver")
         retried = await bot.command(ALICE, "8h printer driver", retry_num=1)
         assert first["status"] == retried["status"] == 200

@@ -1,0 +1,86 @@
+"""A lean load generator for the latency benchmarks: HTTP/1.1 over kept-alive loopback
+connections, requests encoded before the clock starts, each answer timed from its first byte
+written to its last byte read.
+
+A full HTTP client (aiohttp's) spends about as much CPU per request as the server being measured
+does, and on a small machine that shows up in every latency it reports.  Slack and the Bot
+Framework send from their own machines, so the figures that matter are the server's: this keeps
+the client's share small and equal for every app measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One timed answer."""
+
+    status: int
+    body: bytes
+    ms: float
+
+
+def encode(host: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    """A POST request's bytes (kept alive)."""
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Connections:
+    """Kept-alive connections to one ``host:port``, opened as needed and reused."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def warm(self, count: int) -> None:
+        """Open ``count`` connections before timing (Slack and Teams keep theirs open too)."""
+        opened = [await asyncio.open_connection(self.host, self.port) for _ in range(count)]
+        self._idle.extend(opened)
+
+    async def send(self, request: bytes) -> Answer:
+        """Send one encoded request on an idle connection; its timed answer."""
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        started = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await reader.readexactly(length) if length else b""
+        ms = (time.perf_counter() - started) * 1000
+        self._idle.append((reader, writer))
+        return Answer(status, body, ms)
+
+    async def burst(self, requests: list[bytes]) -> list[Answer]:
+        """All of ``requests`` at once, each on its own connection."""
+        return list(await asyncio.gather(*(self.send(r) for r in requests)))
+
+    async def close(self) -> None:
+        """Close every idle connection."""
+        for _, writer in self._idle:
+            writer.close()
+        for _, writer in self._idle:
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        self._idle.clear()
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank)."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
+    return ordered[int(rank) - 1]
