@@ -10,9 +10,9 @@ remote):
 
 and from this process it first has the sandbox's Teams channel make genuine deliveries (activity
 JSON and the channel's signed JWT, captured by a stand-in bot), then replays rounds of 50 of them
-at once to Elevate's ``/api/messages``, timing every HTTP answer.  The replies go out later
-through the sandbox's Connector; at the end the sandbox's counters give the Connector token
-requests per 100 turns.
+at once to Elevate's ``/api/messages`` over kept-alive connections, timing every HTTP answer with
+the lean client of ``bench/loadgen.py``.  The replies go out later through the sandbox's
+Connector; at the end the sandbox's counters give the Connector token requests per 100 turns.
 
     .venv/bin/python bench/teams_turn.py [--rounds 3] [--concurrency 50]
 
@@ -43,6 +43,8 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.loadgen import Connections, encode, percentile  # noqa: E402
+
 GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
 USERS = ["alice", "bob", "carol", "dave", "erin", "gary"]
 
@@ -173,26 +175,22 @@ class Load:
             self.n += 1
         return self.captured[start:]
 
-    async def one(self, url: str, body: bytes, authorization: str) -> float:
-        """Milliseconds until Elevate answers one delivery."""
-        headers = {"Content-Type": "application/json", "Authorization": authorization}
-        started = time.perf_counter()
-        async with self.session.post(f"{url}/api/messages", data=body, headers=headers) as answer:
-            await answer.read()
-            assert answer.status in (200, 202), answer.status
-        self.turns += 1
-        return (time.perf_counter() - started) * 1000
-
-    async def burst(self, url: str, batch: list[tuple[bytes, str]]) -> list[float]:
+    async def burst(self, app: Connections, batch: list[tuple[bytes, str]]) -> list[float]:
         """All of ``batch`` at once; each answer's latency (ms)."""
-        return list(await asyncio.gather(*(self.one(url, b, a) for b, a in batch)))
-
-
-def percentile(samples: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank)."""
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
-    return ordered[int(rank) - 1]
+        host = f"{app.host}:{app.port}"
+        requests = [
+            encode(
+                host,
+                "/api/messages",
+                {"Content-Type": "application/json", "Authorization": authorization},
+                body,
+            )
+            for body, authorization in batch
+        ]
+        answers = await app.burst(requests)
+        assert all(a.status in (200, 202) for a in answers), [a.status for a in answers]
+        self.turns += len(answers)
+        return [a.ms for a in answers]
 
 
 async def quiet(load: Load, *, limit_s: float = 120.0) -> dict[str, int]:
@@ -228,12 +226,15 @@ async def run(rounds: int, concurrency: int) -> None:
                 await load.control("faults", GRAPH_FAULT)
                 serve_args = [sys.executable, __file__, "--serve"]
                 with child([*serve_args, "minimal", str(env_file), str(tmp)]) as port:
-                    url = f"http://127.0.0.1:{int(port)}"
+                    url = Connections("127.0.0.1", int(port))
+                    await url.warm(concurrency)
                     await load.burst(url, warmup)
                     floor = [t for batch in batches[1:] for t in await load.burst(url, batch)]
+                    await url.close()
                 load.turns = 0
                 with child([*serve_args, "elevate", str(env_file), str(tmp)]) as port:
-                    url = f"http://127.0.0.1:{int(port)}"
+                    url = Connections("127.0.0.1", int(port))
+                    await url.warm(concurrency)
                     # Warm up as a server that has been up a while: one turn per user, then one
                     # untimed burst, each time letting the Graph work finish (the first use of
                     # each msgraph code path imports modules, blocking the loop once).
@@ -248,6 +249,7 @@ async def run(rounds: int, concurrency: int) -> None:
                         await asyncio.sleep(0.5)
                     stats = await quiet(load)
                     elapsed = time.perf_counter() - started
+                    await url.close()
             server = server_times(tmp / "elevate.log")[-len(samples) :]
     report(samples, floor, server, stats, load.turns, rounds, concurrency, elapsed)
 
