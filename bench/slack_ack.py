@@ -62,7 +62,7 @@ def _elevate_app(env: dict[str, str], tmp: Path) -> Any:
 
     from adapters.logs import configure_logging
     from adapters.notify import FanOutNotifier
-    from adapters.server import build_components, make_app, mount_front_ends
+    from adapters.server import build_components, make_app, mount_front_ends, settle_heap
     from bot.config import load_settings
 
     log_file = (tmp / "elevate.log").open("w")
@@ -82,6 +82,7 @@ def _elevate_app(env: dict[str, str], tmp: Path) -> Any:
         components = await build_components(settings, fanout)
         app = make_app(components, run_tracker=False)
         mount_front_ends(app, components, fanout)
+        settle_heap()
 
         async def close(_: web.Application) -> None:
             await components.close()

@@ -1,4 +1,11 @@
-"""Converters from msgraph-sdk models to the domain model (pure functions)."""
+"""Converters from Microsoft Graph's JSON to the domain model (pure functions).
+
+Elevate sends its requests through msgraph-sdk (URLs, auth, retries, throttling) but reads the
+answers as JSON: msgraph-sdk's models cost milliseconds per object to build, and the first one
+built imports over a thousand model modules (the user, request and policy types reference most of
+Graph), which would stall the event loop on first use and leave a heap that makes every full
+garbage collection take tens of milliseconds.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import isodate
-from msgraph.generated.models.access_package_approval_stage import AccessPackageApprovalStage
-from msgraph.generated.models.access_package_assignment import AccessPackageAssignment
-from msgraph.generated.models.access_package_assignment_policy import (
-    AccessPackageAssignmentPolicy,
-)
-from msgraph.generated.models.access_package_assignment_request import (
-    AccessPackageAssignmentRequest,
-)
-from msgraph.generated.models.approval_stage import ApprovalStage
-from msgraph.generated.models.directory_object import DirectoryObject
-from msgraph.generated.models.group_members import GroupMembers
-from msgraph.generated.models.requestor_manager import RequestorManager
-from msgraph.generated.models.single_user import SingleUser
-from msgraph.generated.models.subject_set import SubjectSet as GraphSubjectSet
-from msgraph.generated.models.user import User
 
 from bot.domain import (
     AccessRequest,
@@ -36,144 +28,13 @@ from bot.domain import (
 
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 
-
-def _enum_text(value: Any) -> str:
-    return str(getattr(value, "value", value) or "")
+JsonObject = Mapping[str, Any]
 
 
 def _aware(dt: datetime | None) -> datetime | None:
     if dt is None:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def to_principal(obj: User | DirectoryObject | None) -> Principal | None:
-    """A Principal from a Graph user (None for other directory objects)."""
-    if obj is None or not isinstance(obj, User) or not obj.id:
-        return None
-    return Principal(
-        id=obj.id,
-        upn=obj.user_principal_name or "",
-        display_name=obj.display_name or obj.user_principal_name or obj.id,
-        mail=obj.mail,
-        user_type=obj.user_type or "Member",
-    )
-
-
-def _subject(s: GraphSubjectSet) -> SubjectSet:
-    if isinstance(s, SingleUser):
-        return SubjectSet("singleUser", user_id=s.user_id, description=s.description)
-    if isinstance(s, GroupMembers):
-        return SubjectSet("groupMembers", group_id=s.group_id, description=s.description)
-    if isinstance(s, RequestorManager):
-        return SubjectSet("requestorManager", manager_level=s.manager_level or 1)
-    kind = (s.odata_type or "unknown").rsplit(".", 1)[-1]
-    return SubjectSet(kind)
-
-
-def _stage(index: int, s: AccessPackageApprovalStage) -> PolicyStage:
-    return PolicyStage(
-        index=index,
-        primary=tuple(_subject(x) for x in s.primary_approvers or []),
-        fallback=tuple(_subject(x) for x in s.fallback_primary_approvers or []),
-        approver_justification_required=bool(s.is_approver_justification_required),
-        auto_deny_after=s.duration_before_automatic_denial,
-    )
-
-
-def to_policy(p: AccessPackageAssignmentPolicy, package_id: str) -> Policy:
-    """The policy facts Elevate relies on."""
-    exp = p.expiration
-    max_duration: timedelta | None = None
-    if exp is not None and _enum_text(exp.type).lower() == "afterduration" and exp.duration:
-        max_duration = exp.duration
-    req = p.requestor_settings
-    appr = p.request_approval_settings
-    return Policy(
-        id=p.id or "",
-        display_name=p.display_name or "",
-        package_id=(p.access_package.id if p.access_package else None) or package_id,
-        max_duration=max_duration,
-        justification_required=bool(appr and appr.is_requestor_justification_required),
-        approval_required_for_add=bool(appr and appr.is_approval_required_for_add),
-        approval_required_for_update=bool(appr and appr.is_approval_required_for_update),
-        allow_custom_schedule=bool(req and req.allow_custom_assignment_schedule),
-        self_add=bool(req is None or req.enable_targets_to_self_add_access),
-        self_update=bool(req is None or req.enable_targets_to_self_update_access),
-        self_remove=bool(req is None or req.enable_targets_to_self_remove_access),
-        stages=tuple(_stage(i, s) for i, s in enumerate((appr.stages if appr else None) or [])),
-    )
-
-
-def _schedule(
-    sched: Any,
-) -> tuple[datetime | None, datetime | None, timedelta | None]:
-    if sched is None:
-        return None, None, None
-    start = _aware(sched.start_date_time)
-    exp = sched.expiration
-    end = _aware(exp.end_date_time) if exp else None
-    duration = exp.duration if exp else None
-    if end is None and start is not None and duration:
-        end = start + duration
-    return start, end, duration
-
-
-def to_request(r: AccessPackageAssignmentRequest) -> AccessRequest:
-    """An AccessRequest from Graph's request (assignment/requestor used when expanded)."""
-    start, end, duration = _schedule(r.schedule)
-    assignment = r.assignment
-    policy_id: str | None = None
-    target_id: str | None = None
-    assignment_id: str | None = None
-    if assignment is not None:
-        assignment_id = assignment.id
-        data = assignment.additional_data or {}
-        policy_id = (assignment.assignment_policy.id if assignment.assignment_policy else None) or (
-            data.get("assignmentPolicyId")
-        )
-        target_id = (assignment.target.object_id if assignment.target else None) or data.get(
-            "targetId"
-        )
-        a_start, a_end, a_duration = _schedule(assignment.schedule)
-        start, end, duration = start or a_start, end or a_end, duration or a_duration
-    requestor = r.requestor
-    return AccessRequest(
-        id=r.id or "",
-        request_type=_enum_text(r.request_type),
-        state=RequestState.parse(r.state),
-        status=r.status,
-        target_id=target_id or (requestor.object_id if requestor else None),
-        justification=r.justification,
-        created=_aware(r.created_date_time),
-        completed=_aware(r.completed_date_time),
-        start=start,
-        end=end,
-        duration=duration,
-        assignment_id=assignment_id,
-        policy_id=policy_id,
-        package_id=r.access_package.id if r.access_package else None,
-        requestor_id=requestor.object_id if requestor else None,
-        requestor_name=requestor.display_name if requestor else None,
-    )
-
-
-def to_assignment(a: AccessPackageAssignment) -> Assignment:
-    """An Assignment from Graph's assignment (target used when expanded)."""
-    start, end, _ = _schedule(a.schedule)
-    target = a.target
-    return Assignment(
-        id=a.id or "",
-        state=_enum_text(a.state),
-        target_id=(target.object_id if target else None) or "",
-        start=start,
-        end=end,
-        policy_id=a.assignment_policy.id if a.assignment_policy else None,
-        package_id=a.access_package.id if a.access_package else None,
-        target_name=target.display_name if target else None,
-        target_upn=target.principal_name if target else None,
-        target_mail=target.email if target else None,
-    )
 
 
 def _json_datetime(value: Any) -> datetime | None:
@@ -227,16 +88,150 @@ def assignment_from_json(a: Mapping[str, Any], package_id: str | None = None) ->
     )
 
 
-def to_stage_info(s: ApprovalStage) -> ApprovalStageInfo:
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _objects(value: Any) -> list[JsonObject]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _id_of(value: Any) -> str | None:
+    return _text(_json_object(value).get("id")) or None
+
+
+def principal_from_json(raw: JsonObject) -> Principal | None:
+    """A Principal from a directoryObject's JSON (None for anything but a user)."""
+    kind = str(raw.get("@odata.type") or "#microsoft.graph.user")
+    user_id = _text(raw.get("id"))
+    if kind.lower() != "#microsoft.graph.user" or not user_id:
+        return None
+    upn = _text(raw.get("userPrincipalName")) or ""
+    return Principal(
+        id=user_id,
+        upn=upn,
+        display_name=_text(raw.get("displayName")) or upn or user_id,
+        mail=_text(raw.get("mail")),
+        user_type=_text(raw.get("userType")) or "Member",
+    )
+
+
+def _subject(s: JsonObject) -> SubjectSet:
+    kind = str(s.get("@odata.type") or "unknown").rsplit(".", 1)[-1]
+    description = _text(s.get("description"))
+    if kind == "singleUser":
+        return SubjectSet(kind, user_id=_text(s.get("userId")), description=description)
+    if kind == "groupMembers":
+        return SubjectSet(kind, group_id=_text(s.get("groupId")), description=description)
+    if kind == "requestorManager":
+        level = s.get("managerLevel")
+        return SubjectSet(kind, manager_level=level if isinstance(level, int) and level else 1)
+    return SubjectSet(kind)
+
+
+def _stage(index: int, s: JsonObject) -> PolicyStage:
+    return PolicyStage(
+        index=index,
+        primary=tuple(_subject(x) for x in _objects(s.get("primaryApprovers"))),
+        fallback=tuple(_subject(x) for x in _objects(s.get("fallbackPrimaryApprovers"))),
+        approver_justification_required=s.get("isApproverJustificationRequired") is True,
+        auto_deny_after=_json_duration(s.get("durationBeforeAutomaticDenial")),
+    )
+
+
+def policy_from_json(p: JsonObject, package_id: str) -> Policy:
+    """The policy facts Elevate relies on, from an assignment policy's JSON."""
+    exp = _json_object(p.get("expiration"))
+    max_duration: timedelta | None = None
+    if str(exp.get("type") or "").lower() == "afterduration":
+        max_duration = _json_duration(exp.get("duration"))
+    req = p.get("requestorSettings")
+    appr = _json_object(p.get("requestApprovalSettings"))
+
+    def self_service(name: str) -> bool:  # no requestor settings: Graph's defaults allow it
+        return not isinstance(req, Mapping) or req.get(name) is True
+
+    return Policy(
+        id=_text(p.get("id")) or "",
+        display_name=_text(p.get("displayName")) or "",
+        package_id=_id_of(p.get("accessPackage")) or package_id,
+        max_duration=max_duration,
+        justification_required=appr.get("isRequestorJustificationRequired") is True,
+        approval_required_for_add=appr.get("isApprovalRequiredForAdd") is True,
+        approval_required_for_update=appr.get("isApprovalRequiredForUpdate") is True,
+        allow_custom_schedule=isinstance(req, Mapping)
+        and req.get("allowCustomAssignmentSchedule") is True,
+        self_add=self_service("enableTargetsToSelfAddAccess"),
+        self_update=self_service("enableTargetsToSelfUpdateAccess"),
+        self_remove=self_service("enableTargetsToSelfRemoveAccess"),
+        stages=tuple(_stage(i, s) for i, s in enumerate(_objects(appr.get("stages")))),
+    )
+
+
+def _schedule(value: Any) -> tuple[datetime | None, datetime | None, timedelta | None]:
+    sched = _json_object(value)
+    if not sched:
+        return None, None, None
+    exp = _json_object(sched.get("expiration"))
+    start = _json_datetime(sched.get("startDateTime"))
+    end = _json_datetime(exp.get("endDateTime"))
+    duration = _json_duration(exp.get("duration"))
+    if end is None and start is not None and duration:
+        end = start + duration
+    return start, end, duration
+
+
+def request_from_json(r: JsonObject) -> AccessRequest:
+    """An AccessRequest from a request's JSON (assignment and requestor used when expanded)."""
+    start, end, duration = _schedule(r.get("schedule"))
+    assignment = r.get("assignment")
+    policy_id: str | None = None
+    target_id: str | None = None
+    assignment_id: str | None = None
+    if isinstance(assignment, Mapping):
+        assignment_id = _text(assignment.get("id"))
+        policy_id = _id_of(assignment.get("assignmentPolicy")) or _text(
+            assignment.get("assignmentPolicyId")
+        )
+        target_id = _text(_json_object(assignment.get("target")).get("objectId")) or _text(
+            assignment.get("targetId")
+        )
+        a_start, a_end, a_duration = _schedule(assignment.get("schedule"))
+        start, end, duration = start or a_start, end or a_end, duration or a_duration
+    requestor = _json_object(r.get("requestor"))
+    requestor_id = _text(requestor.get("objectId"))
+    return AccessRequest(
+        id=_text(r.get("id")) or "",
+        request_type=_text(r.get("requestType")) or "",
+        state=RequestState.parse(r.get("state")),
+        status=_text(r.get("status")),
+        target_id=target_id or requestor_id,
+        justification=_text(r.get("justification")),
+        created=_json_datetime(r.get("createdDateTime")),
+        completed=_json_datetime(r.get("completedDateTime")),
+        start=start,
+        end=end,
+        duration=duration,
+        assignment_id=assignment_id,
+        policy_id=policy_id,
+        package_id=_id_of(r.get("accessPackage")),
+        requestor_id=requestor_id,
+        requestor_name=_text(requestor.get("displayName")),
+    )
+
+
+def stage_info_from_json(s: JsonObject) -> ApprovalStageInfo:
     """One approval stage as the caller sees it."""
-    reviewer = s.reviewed_by
-    reviewer_id = reviewer.id if reviewer and reviewer.id != ZERO_GUID else None
+    reviewer = _json_object(s.get("reviewedBy"))
+    reviewer_id = _text(reviewer.get("id"))
+    if reviewer_id == ZERO_GUID:
+        reviewer_id = None
     return ApprovalStageInfo(
-        id=s.id or "",
-        status=s.status or "",
-        review_result=s.review_result or "",
-        assigned_to_me=bool(s.assigned_to_me),
-        reviewed_by_id=reviewer_id,
-        reviewed_by_name=reviewer.display_name if reviewer and reviewer_id else None,
-        justification=s.justification,
+        id=_text(s.get("id")) or "",
+        status=_text(s.get("status")) or "",
+        review_result=_text(s.get("reviewResult")) or "",
+        assigned_to_me=s.get("assignedToMe") is True,
+        reviewed_by_id=reviewer_id or None,
+        reviewed_by_name=_text(reviewer.get("displayName")) if reviewer_id else None,
+        justification=_text(s.get("justification")),
     )

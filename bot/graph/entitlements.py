@@ -46,10 +46,10 @@ from bot.errors import NotFound
 from bot.graph.clients import GraphClients
 from bot.graph.convert import (
     assignment_from_json,
-    to_policy,
-    to_principal,
-    to_request,
-    to_stage_info,
+    policy_from_json,
+    principal_from_json,
+    request_from_json,
+    stage_info_from_json,
 )
 from bot.graph.errors import graph_call
 from bot.metrics import Metrics
@@ -81,36 +81,16 @@ def _utc_text(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def paged(
-    operation: str, builder: Any, config: Any, metrics: Metrics | None
-) -> AsyncIterator[Any]:
-    """Every item of a collection, page by page (``@odata.nextLink`` followed as given)."""
-    page = await graph_call(operation, builder.get(request_configuration=config), metrics)
-    while page is not None:
-        for item in page.value or []:
-            yield item
-        if not page.odata_next_link:
-            break
-        page = await graph_call(operation, builder.with_url(page.odata_next_link).get(), metrics)
-
-
 async def paged_json(
     operation: str, builder: Any, config: Any, metrics: Metrics | None
 ) -> AsyncIterator[dict[str, Any]]:
-    """Like ``paged``, but each item is the JSON object as Graph sent it.
-
-    For large listings (the expiry sweep reads every assignment of the package): the request
-    still goes through the SDK's middleware (auth, retries, redirects), but the body is parsed
-    with ``json`` instead of msgraph-sdk models, which cost milliseconds per item.  Only one page
-    is held at a time.
+    """Every item of a collection as Graph sent it, page by page (``@odata.nextLink``
+    followed as given; one page held at a time).  The requests go through the SDK's middleware
+    (auth, retries, redirects); the bodies are parsed with ``json`` (see ``bot.graph.convert``).
     """
-    adapter = builder.request_adapter
     info = builder.to_get_request_information(config)
     while True:
-        body = await graph_call(
-            operation, adapter.send_primitive_async(info, "bytes", _ERRORS), metrics
-        )
-        page = json.loads(body) if body else {}
+        page = await _send_json(operation, builder.request_adapter, info, metrics)
         for item in page.get("value") or []:
             if isinstance(item, dict):
                 yield item
@@ -118,6 +98,23 @@ async def paged_json(
         if not isinstance(next_link, str) or not next_link:
             return
         info = builder.with_url(next_link).to_get_request_information()
+
+
+async def get_json(
+    operation: str, builder: Any, config: Any, metrics: Metrics | None
+) -> dict[str, Any]:
+    """One GET through the SDK's middleware, its body parsed with ``json``."""
+    info = builder.to_get_request_information(config)
+    return await _send_json(operation, builder.request_adapter, info, metrics)
+
+
+async def _send_json(
+    operation: str, adapter: Any, info: Any, metrics: Metrics | None
+) -> dict[str, Any]:
+    sent = adapter.send_primitive_async(info, "bytes", _ERRORS)
+    body = await graph_call(operation, sent, metrics)
+    parsed = json.loads(body) if body else {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 class GraphEntitlements:
@@ -148,20 +145,20 @@ class GraphEntitlements:
                 expand=["accessPackage"]
             )
         )
-        raw = await graph_call(
-            "get_policy", builder.get(request_configuration=config), self._metrics
-        )
-        if raw is None:
+        raw = await get_json("get_policy", builder, config, self._metrics)
+        if not raw:
             raise NotFound(f"The assignment policy {policy_id} does not exist.")
-        policy = to_policy(raw, "")
+        policy = policy_from_json(raw, "")
         self._policy_cache[policy_id] = policy
         return policy
 
     async def list_policies(self, package_id: str) -> list[Policy]:
         """The package's assignment policies."""
         builder = self._em.access_packages.by_access_package_id(package_id).assignment_policies
-        page = await graph_call("list_policies", builder.get(), self._metrics)
-        policies = [to_policy(p, package_id) for p in (page.value if page else None) or []]
+        policies = [
+            policy_from_json(p, package_id)
+            async for p in paged_json("list_policies", builder, None, self._metrics)
+        ]
         for p in policies:
             self._policy_cache.setdefault(p.id, p)
         return policies
@@ -171,8 +168,9 @@ class GraphEntitlements:
         name = self._package_names.get(package_id)
         if name is None:
             builder = self._em.access_packages.by_access_package_id(package_id)
-            package = await graph_call("get_package", builder.get(), self._metrics)
-            name = (package.display_name if package else None) or "local admin"
+            package = await get_json("get_package", builder, None, self._metrics)
+            name = package.get("displayName")
+            name = name if isinstance(name, str) and name else "local admin"
             self._package_names[package_id] = name
         return name
 
@@ -218,14 +216,13 @@ class GraphEntitlements:
             body.schedule = EntitlementManagementSchedule(
                 start_date_time=start, expiration=expiration
             )
-        created = await graph_call(
-            f"create_{body.request_type.value if body.request_type else 'request'}",
-            self._em_as(as_user).assignment_requests.post(body),
-            self._metrics,
-        )
-        if created is None:
+        builder = self._em_as(as_user).assignment_requests
+        operation = f"create_{body.request_type.value if body.request_type else 'request'}"
+        info = builder.to_post_request_information(body)
+        created = await _send_json(operation, builder.request_adapter, info, self._metrics)
+        if not created:
             raise NotFound("Microsoft Entra returned no request.")
-        request = to_request(created)
+        request = request_from_json(created)
         return AccessRequest(
             **{
                 **request.__dict__,
@@ -241,14 +238,11 @@ class GraphEntitlements:
         qp = AccessPackageAssignmentRequestItemRequestBuilder.AccessPackageAssignmentRequestItemRequestBuilderGetQueryParameters(  # noqa: E501
             expand=["assignment($expand=target,assignmentPolicy)", "requestor", "accessPackage"]
         )
-        raw = await graph_call(
-            "get_request",
-            builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
-            self._metrics,
-        )
-        if raw is None:
+        config = RequestConfiguration(query_parameters=qp)
+        raw = await get_json("get_request", builder, config, self._metrics)
+        if not raw:
             raise NotFound(f"The request {request_id} does not exist.")
-        return to_request(raw)
+        return request_from_json(raw)
 
     async def iter_requests(
         self, package_id: str, *, state: str | None = None, since: datetime | None = None
@@ -266,16 +260,18 @@ class GraphEntitlements:
             top=100,
         )
         config = RequestConfiguration(query_parameters=qp)
-        async for raw in paged("list_requests", builder, config, self._metrics):
-            yield to_request(raw)
+        async for raw in paged_json("list_requests", builder, config, self._metrics):
+            yield request_from_json(raw)
 
     async def my_requests(self, principal_id: str) -> list[AccessRequest]:
         """Requests targeting the signed-in user (delegated ``filterByCurrentUser``)."""
         builder = self._em_as(principal_id).assignment_requests.filter_by_current_user_with_on(
             "target"
         )
-        page = await graph_call("my_requests", builder.get(), self._metrics)
-        return [to_request(r) for r in (page.value if page else None) or []]
+        return [
+            request_from_json(r)
+            async for r in paged_json("my_requests", builder, None, self._metrics)
+        ]
 
     async def cancel_request(self, request_id: str, *, as_user: str | None) -> None:
         """Cancel a pending request."""
@@ -289,8 +285,13 @@ class GraphEntitlements:
         builder = self._em_as(principal_id).access_package_assignment_approvals.by_approval_id(
             request_id
         )
-        approval = await graph_call("get_approval", builder.get(), self._metrics)
-        return [to_stage_info(s) for s in (approval.stages if approval else None) or []]
+        approval = await get_json("get_approval", builder, None, self._metrics)
+        stages = approval.get("stages")
+        return (
+            [stage_info_from_json(s) for s in stages or [] if isinstance(s, dict)]
+            if isinstance(stages, list)
+            else []
+        )
 
     async def decide_stage(
         self, principal_id: str, request_id: str, stage_id: str, approve: bool, reason: str
@@ -324,27 +325,11 @@ class GraphEntitlements:
             yield assignment_from_json(raw, package_id)
 
 
-def principal_from_json(raw: dict[str, Any]) -> Principal | None:
-    """A Principal from a directoryObject's JSON (None for anything but a user)."""
-    kind = str(raw.get("@odata.type") or "#microsoft.graph.user")
-    user_id = raw.get("id")
-    if kind != "#microsoft.graph.user" or not isinstance(user_id, str) or not user_id:
-        return None
-    upn = str(raw.get("userPrincipalName") or "")
-    return Principal(
-        id=user_id,
-        upn=upn,
-        display_name=str(raw.get("displayName") or upn or user_id),
-        mail=raw.get("mail") if isinstance(raw.get("mail"), str) else None,
-        user_type=str(raw.get("userType") or "Member"),
-    )
-
-
 class GraphDirectory:
     """Users and groups (app-only).
 
     Users found by id or mail are kept for ``USER_CACHE_S`` seconds: every chat command in
-    ``bot`` mode looks its sender up, and parsing a Graph user costs milliseconds of CPU.
+    ``bot`` mode looks its sender up.
     Group members (who may approve) are always read fresh.
     """
 
@@ -377,15 +362,12 @@ class GraphDirectory:
     async def _get_user(self, key: str) -> Principal | None:
         qp = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_FIELDS)
         builder = self._clients.app.users.by_user_id(key)
+        config = RequestConfiguration(query_parameters=qp)
         try:
-            user = await graph_call(
-                "get_user",
-                builder.get(request_configuration=RequestConfiguration(query_parameters=qp)),
-                self._metrics,
-            )
+            raw = await get_json("get_user", builder, config, self._metrics)
         except NotFound:
             return None
-        return to_principal(user)
+        return principal_from_json(raw)
 
     async def find_user_by_mail(self, mail: str) -> Principal | None:
         """A user whose ``mail`` (or else UPN) is ``mail``."""
@@ -400,29 +382,21 @@ class GraphDirectory:
                 filter=f"{prop} eq {_odata_quote(mail)}",
                 select=USER_FIELDS,
             )
-            page = await graph_call(
-                "find_user",
-                self._clients.app.users.get(
-                    request_configuration=RequestConfiguration(query_parameters=qp)
-                ),
-                self._metrics,
-            )
-            users = (page.value if page else None) or []
+            config = RequestConfiguration(query_parameters=qp)
+            page = await get_json("find_user", self._clients.app.users, config, self._metrics)
+            users = [u for u in page.get("value") or [] if isinstance(u, dict)]
             if len(users) == 1:
-                return to_principal(users[0])
+                return principal_from_json(users[0])
         return None
 
     async def get_manager(self, user_id: str) -> Principal | None:
         """The user's manager, or None."""
+        builder = self._clients.app.users.by_user_id(user_id).manager
         try:
-            obj = await graph_call(
-                "get_manager",
-                self._clients.app.users.by_user_id(user_id).manager.get(),
-                self._metrics,
-            )
+            raw = await get_json("get_manager", builder, None, self._metrics)
         except NotFound:
             return None
-        return to_principal(obj)
+        return principal_from_json(raw)
 
     async def group_members(self, group_id: str) -> list[Principal]:
         """The group's user members (all pages)."""

@@ -89,7 +89,7 @@ async def test_duplicates_removed_and_unknown_subjects_ignored() -> None:
 
 def test_group_member_json_becomes_a_principal_and_non_users_are_skipped() -> None:
     """Members read as JSON: users become principals; groups and devices are skipped."""
-    from bot.graph.entitlements import principal_from_json
+    from bot.graph.convert import principal_from_json
 
     user = {
         "@odata.type": "#microsoft.graph.user",
