@@ -57,6 +57,7 @@ from bot.errors import (
     SignInRequired,
     UsageError,
 )
+from bot.locks import KeyedLocks
 from bot.metrics import Metrics
 from bot.ports import CardRef, Clock, Directory, Entitlements, Notice, Notifier, Reply
 from bot.signin import SignIn
@@ -125,6 +126,7 @@ class ElevateService:
         self.store = store
         self.notifier = notifier
         self.clock = clock
+        self._people = KeyedLocks()
         self.signin = signin
         self.metrics = metrics or Metrics()
 
@@ -206,18 +208,22 @@ class ElevateService:
             principal = await self.identify(chat_user, pending_command=raw_text, reply_to=reply_to)
             if isinstance(command, RequestForm):
                 return await self.request_form(principal)
-            if isinstance(command, RequestAdmin):
-                return await self.request(
-                    chat_user, principal, command.duration, command.justification
-                )
             if isinstance(command, Status):
                 return await self.status(principal)
-            if isinstance(command, Cancel):
-                return await self.cancel(chat_user, principal)
-            if isinstance(command, Extend):
-                return await self.extend(chat_user, principal, command.duration)
-            if isinstance(command, Release):
-                return await self.release(chat_user, principal)
+            # One person's changes run one at a time (the same command sent twice, from two
+            # chats or by a retrying client, checks for an open request only after the first
+            # has made one).
+            async with self._people.hold(principal.id):
+                if isinstance(command, RequestAdmin):
+                    return await self.request(
+                        chat_user, principal, command.duration, command.justification
+                    )
+                if isinstance(command, Cancel):
+                    return await self.cancel(chat_user, principal)
+                if isinstance(command, Extend):
+                    return await self.extend(chat_user, principal, command.duration)
+                if isinstance(command, Release):
+                    return await self.release(chat_user, principal)
         except SignInRequired as exc:
             return Reply(kind="signin", text=exc.user_message, signin_url=exc.url)
         except ElevateError as exc:
@@ -1029,8 +1035,9 @@ class ElevateService:
         log_ = log.bind(platform=str(chat_user.platform), chat_user=chat_user.user_id)
         try:
             principal = await self.identify(chat_user)
-            assignment = await self._holders_assignment(principal, assignment_id)
-            return await act(principal, assignment)
+            async with self._people.hold(principal.id):
+                assignment = await self._holders_assignment(principal, assignment_id)
+                return await act(principal, assignment)
         except SignInRequired as exc:
             return Reply(kind="signin", text=exc.user_message, signin_url=exc.url)
         except ElevateError as exc:

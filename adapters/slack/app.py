@@ -25,13 +25,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.locks import KeyedLocks
 from adapters.slack.notifier import SlackNotifier
 from adapters.slack.payloads import BadPayload, Sender
 from adapters.slack.people import SlackPeople
 from bot.config import Settings
 from bot.errors import ElevateError, SignInRequired
 from bot.graph.trust import ssl_context as trust_context
+from bot.locks import KeyedLocks
 from bot.ports import Reply
 from bot.service import GENERIC_ERROR, ElevateService
 from cards import slack as blocks

@@ -22,13 +22,13 @@ import structlog
 from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
-from adapters.locks import KeyedLocks
 from adapters.teams import payloads
 from adapters.teams.adapter import RAW_ACTIVITY
 from adapters.teams.notifier import Conversations, TeamsNotifier, card_activity
 from bot.commands import Cancel, RequestAdmin, format_duration
 from bot.domain import ChatUser, RequestView
 from bot.errors import ElevateError, SignInRequired
+from bot.locks import KeyedLocks
 from bot.ports import Reply
 from bot.service import GENERIC_ERROR, ElevateService
 from bot.store import SqlStore

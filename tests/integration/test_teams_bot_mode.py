@@ -3,6 +3,7 @@ validated activity's ``aadObjectId``, no sign-in."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,21 @@ async def test_approve_from_the_channel_copy_and_cancel_from_the_requesters_card
         assert "Your request was cancelled" in texts(cancelled)
         assert await bot.components.store.find_open_request_for(bot.user_id(DAVE)) is None
         check_cards(every_card(await bot.activities()) + bot.invoke_cards)
+
+
+async def test_the_same_request_sent_twice_at_once_makes_one_request(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """Teams has no per-user ordering of its own: the same message delivered twice at the same
+    moment (two chats, a client retry) makes one request, and the second answer says so."""
+    sandbox = make_sandbox()
+    async with start_teams_bot(sandbox, tmp_path, mode="bot") as bot:
+        await bot.fault(path="/v1.0/", latency_ms=200)  # a real gap between check and create
+        message = "request-admin 2h fixing the printer driver"
+        await asyncio.gather(bot.say(ALICE, message), bot.say(ALICE, message))
+        await bot.settle()
+        assert len(await bot.components.store.list_open_requests()) == 1
+        assert len(await bot.cards_to(BOB)) == 1
+        replies = [texts(card_of(c)) for c in await bot.cards_to(ALICE)]
+        assert sum("Request sent" in r for r in replies) == 1
+        assert sum("You already have a request waiting for a decision" in r for r in replies) == 1

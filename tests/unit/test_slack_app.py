@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.locks import KeyedLocks
 from adapters.slack.app import BackgroundTasks
+from bot.locks import KeyedLocks
 
 
 async def test_close_lets_work_finish_then_cancels_the_rest() -> None:

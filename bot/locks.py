@@ -1,4 +1,4 @@
-"""Concurrency helpers shared by the chat front ends."""
+"""Per-key locks: one user's commands, one request's decisions, run one at a time."""
 
 from __future__ import annotations
 
