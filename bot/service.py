@@ -327,16 +327,6 @@ class ElevateService:
                 chat_user, principal, policy, duration, justification, now
             )
         self.metrics.requests.labels("created").inc()
-        await self.store.add_audit(
-            action="request",
-            actor_principal_id=principal.id,
-            actor_display=principal.display_name,
-            platform=str(chat_user.platform),
-            request_id=tracked.request_id,
-            target_principal_id=principal.id,
-            detail={"duration": to_iso(duration), "justification": justification},
-            at=now,
-        )
         approval = policy.approval_required_for_add and bool(policy.stages)
         text = f"Request sent: local admin rights for {format_duration(duration)}. " + (
             "Your approvers have been asked; I'll tell you when one of them decides."
@@ -426,9 +416,12 @@ class ElevateService:
         graph_request_id: str | None = None,
         bot_pending: bool = False,
         assignment_id: str | None = None,
+        audit_detail: Mapping[str, Any] | None = None,
     ) -> TrackedRequest:
-        """Start following a request made from chat (who asked, where, for what)."""
-        return await self.store.track_request(
+        """Start following a request made from chat (who asked, where, for what) and audit it
+        (``request``, with ``audit_detail`` added to the duration and reason)."""
+        now = self.clock.now()
+        tracked = await self.store.track_request(
             request_id=request_id,
             graph_request_id=graph_request_id,
             kind=str(kind),
@@ -444,8 +437,24 @@ class ElevateService:
             assignment_id=assignment_id,
             last_known_state=last_known_state,
             bot_pending=bot_pending,
-            now=self.clock.now(),
+            now=now,
         )
+        await self.store.add_audit(
+            action="request",
+            actor_principal_id=principal.id,
+            actor_display=principal.display_name,
+            platform=str(chat_user.platform),
+            request_id=tracked.request_id,
+            assignment_id=assignment_id,
+            target_principal_id=principal.id,
+            detail={
+                "duration": to_iso(duration),
+                "justification": justification,
+                **(audit_detail or {}),
+            },
+            at=now,
+        )
+        return tracked
 
     # --- approval cards ---------------------------------------------------------------------
 
@@ -1108,7 +1117,6 @@ class ElevateService:
         new_end = active.end + duration
         justification = f"extend by {format_duration(duration)}"
         approval = policy.approval_required_for_update and bool(policy.stages)
-        now = self.clock.now()
         if entra or not approval:
             try:
                 created = await self.entitlements.create_request(
@@ -1150,22 +1158,7 @@ class ElevateService:
             last_known_state=state,
             bot_pending=graph_id is None,
             assignment_id=active.id,
-        )
-        await self.store.add_audit(
-            action="request",
-            actor_principal_id=principal.id,
-            actor_display=principal.display_name,
-            platform=str(chat_user.platform),
-            request_id=tracked.request_id,
-            assignment_id=active.id,
-            target_principal_id=principal.id,
-            detail={
-                "kind": "update",
-                "duration": to_iso(duration),
-                "justification": justification,
-                "new_end": new_end.isoformat(),
-            },
-            at=now,
+            audit_detail={"kind": "update", "new_end": new_end.isoformat()},
         )
         if tracked.bot_pending:
             await self.post_approval_cards(tracked, policy)
