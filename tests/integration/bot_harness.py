@@ -27,6 +27,24 @@ from tests.fakes import FakeNotifier
 from tests.integration.conftest import _FormFields, sandbox_ssl_context
 
 
+async def browse_sign_in(
+    browser: httpx.AsyncClient, bot_url: str, link: str, *, as_upn: str | None = None
+) -> httpx.Response:
+    """Play the browser: open the one-time link, sign in at the sandbox's authority (as
+    ``as_upn`` when given), post the code back to the bot at ``bot_url``."""
+    start = await browser.get(link)
+    assert start.status_code == 302, start.text
+    authorize = start.headers["location"]
+    if as_upn is not None:
+        authorize = _with_hint(authorize, as_upn)
+    page = await browser.get(authorize)
+    assert page.status_code == 200, page.text
+    form = _FormFields()
+    form.feed(page.text)
+    assert form.action.startswith(bot_url), form.action
+    return await browser.post(form.action, data=form.fields)
+
+
 @dataclass
 class BotHarness:
     """A running bot wired to a sandbox, with a FakeNotifier."""
@@ -72,17 +90,7 @@ class BotHarness:
 
     async def sign_in(self, link: str, *, as_upn: str | None = None) -> httpx.Response:
         """Play the browser: open the link, sign in at the authority, post back the code."""
-        start = await self.browser.get(link)
-        assert start.status_code == 302, start.text
-        authorize = start.headers["location"]
-        if as_upn is not None:
-            authorize = _with_hint(authorize, as_upn)
-        page = await self.browser.get(authorize)
-        assert page.status_code == 200, page.text
-        form = _FormFields()
-        form.feed(page.text)
-        assert form.action.startswith(self.url), form.action
-        return await self.browser.post(form.action, data=form.fields)
+        return await browse_sign_in(self.browser, self.url, link, as_upn=as_upn)
 
     async def wait_for(
         self,

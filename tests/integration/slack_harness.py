@@ -29,8 +29,8 @@ from adapters.slack import FRONT_END_KEY
 from adapters.slack.app import SlackFrontEnd
 from bot.config import load_settings
 from sandbox.server import ThreadedSandbox
-from tests.integration.bot_harness import free_socket
-from tests.integration.conftest import _FormFields, sandbox_ssl_context
+from tests.integration.bot_harness import browse_sign_in, free_socket
+from tests.integration.conftest import sandbox_ssl_context
 
 MESSAGE_MAX_BLOCKS = 50
 MODAL_MAX_BLOCKS = 100
@@ -168,14 +168,7 @@ class SlackHarness:
 
     async def sign_in(self, link: str) -> httpx.Response:
         """Play the browser: open the link, sign in at the authority, post back the code."""
-        start = await self.http.get(link)
-        assert start.status_code == 302, start.text
-        page = await self.http.get(start.headers["location"])
-        assert page.status_code == 200, page.text
-        form = _FormFields()
-        form.feed(page.text)
-        assert form.action.startswith(self.url), form.action
-        return await self.http.post(form.action, data=form.fields)
+        return await browse_sign_in(self.http, self.url, link)
 
 
 # --- reading messages ------------------------------------------------------------------------

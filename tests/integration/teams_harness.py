@@ -28,8 +28,8 @@ from adapters.server import Components, build_components, make_app, mount_front_
 from adapters.teams import TEAMS_KEY, TeamsFrontEnd
 from bot.config import load_settings
 from sandbox.server import ThreadedSandbox
-from tests.integration.bot_harness import _with_hint, free_socket
-from tests.integration.conftest import _FormFields, sandbox_ssl_context
+from tests.integration.bot_harness import browse_sign_in, free_socket
+from tests.integration.conftest import sandbox_ssl_context
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 ADAPTIVE_SCHEMA = (
@@ -148,17 +148,7 @@ class TeamsHarness:
 
     async def sign_in(self, link: str, *, as_upn: str | None = None) -> httpx.Response:
         """Play the browser: open the link, sign in at the authority, post back the code."""
-        start = await self.browser.get(link)
-        assert start.status_code == 302, start.text
-        authorize = start.headers["location"]
-        if as_upn is not None:
-            authorize = _with_hint(authorize, as_upn)
-        page = await self.browser.get(authorize)
-        assert page.status_code == 200, page.text
-        form = _FormFields()
-        form.feed(page.text)
-        assert form.action.startswith(self.url), form.action
-        return await self.browser.post(form.action, data=form.fields)
+        return await browse_sign_in(self.browser, self.url, link, as_upn=as_upn)
 
     async def wait_for(
         self,
