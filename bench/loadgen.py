@@ -1,6 +1,6 @@
-"""A lean load generator for the latency benchmarks: HTTP/1.1 over kept-alive loopback
-connections, requests encoded before the clock starts, each answer timed from its first byte
-written to its last byte read.
+"""What the latency benchmarks share: child processes, the command line, and a lean load
+generator (HTTP/1.1 over kept-alive loopback connections, requests encoded before the clock
+starts, each answer timed from its first byte written to its last byte read).
 
 A full HTTP client (aiohttp's) spends about as much CPU per request as the server being measured
 does, and on a small machine that shows up in every latency it reports.  Slack and the Bot
@@ -10,10 +10,18 @@ the client's share small and equal for every app measured.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -84,3 +92,39 @@ def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
     return ordered[int(rank) - 1]
+
+
+@contextlib.contextmanager
+def child(args: list[str], cwd: Path) -> Iterator[str]:
+    """A child process (stopped with SIGTERM, else killed, at the end); the first line it
+    prints (its port or its ready line)."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main(
+    doc: str | None,
+    serve: Callable[[str, Path, Path], None],
+    run: Callable[[int, int], Coroutine[Any, Any, None]],
+    *,
+    rounds: int,
+) -> None:
+    """A benchmark's entry point: ``--serve KIND ENV_FILE TMP`` in a child, else the load."""
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(run(args.rounds, args.concurrency))

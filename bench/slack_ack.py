@@ -22,18 +22,15 @@ Target (issue 4): Elevate's p99 ≤ 30 ms and ≤ 2× the minimal app's.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hashlib
 import hmac
 import json
 import logging
-import os
 import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +44,7 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.loadgen import Connections, encode, percentile  # noqa: E402
+from bench.loadgen import Connections, child, encode, main, percentile  # noqa: E402
 
 COMMAND = "/request-admin"
 GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
@@ -150,26 +147,10 @@ def serve_child(kind: str, env_file: Path, tmp: Path) -> None:
 
 
 @contextlib.contextmanager
-def child(args: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A child process and the first line it prints."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        yield process, process.stdout.readline().strip()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextlib.contextmanager
 def app_process(kind: str, env_file: Path, tmp: Path) -> Iterator[int]:
     """Serve one app in a child process; its port."""
     args = [sys.executable, __file__, "--serve", kind, str(env_file), str(tmp)]
-    with child(args) as (_, port):
+    with child(args, ROOT) as port:
         yield int(port)
 
 
@@ -275,7 +256,7 @@ async def run(rounds: int, concurrency: int) -> None:
         tmp = Path(name)
         sandbox_args = [sys.executable, "-m", "adapters.cli", "sandbox"]
         sandbox_args += ["--state-dir", str(tmp / "sandbox")]
-        with child(sandbox_args) as (_, ready_line):
+        with child(sandbox_args, ROOT) as ready_line:
             ready = json.loads(ready_line)
             env_file = tmp / "env.json"
             env_file.write_text(json.dumps(ready["env"]))
@@ -319,17 +300,5 @@ def report(results: dict[str, list[float]], rounds: int, concurrency: int) -> No
             print(f"Elevate p99 / {label} p99 = {ours / percentile(values, 99):.2f}×")
 
 
-def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
-        serve_child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
-        return
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=50)
-    args = parser.parse_args()
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(run(args.rounds, args.concurrency))
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, serve_child, run, rounds=5)

@@ -21,20 +21,17 @@ Targets (issue 5): p99 ≤ 50 ms and ≤ 1 token request per 100 turns.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +40,7 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.loadgen import Connections, encode, percentile  # noqa: E402
+from bench.loadgen import Connections, child, encode, main, percentile  # noqa: E402
 
 GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
 USERS = ["alice", "bob", "carol", "dave", "erin", "gary"]
@@ -107,22 +104,6 @@ def serve(kind: str, env_file: Path, tmp: Path) -> None:
             await components.close()
 
     asyncio.run(main())
-
-
-@contextlib.contextmanager
-def child(args: list[str]) -> Iterator[str]:
-    """A child process; the first line it prints."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- deliveries (this process) ---------------------------------------------------------------
@@ -211,7 +192,7 @@ async def run(rounds: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory(prefix="elevate-bench-") as name:
         tmp = Path(name)
         sandbox = [sys.executable, "-m", "adapters.cli", "sandbox", "--state-dir", str(tmp / "sb")]
-        with child(sandbox) as ready_line:
+        with child(sandbox, ROOT) as ready_line:
             ready = json.loads(ready_line)
             env_file = tmp / "env.json"
             env_file.write_text(json.dumps(ready["env"]))
@@ -225,14 +206,14 @@ async def run(rounds: int, concurrency: int) -> None:
                     batches = [await load.deliveries(concurrency) for _ in range(rounds + 1)]
                 await load.control("faults", GRAPH_FAULT)
                 serve_args = [sys.executable, __file__, "--serve"]
-                with child([*serve_args, "minimal", str(env_file), str(tmp)]) as port:
+                with child([*serve_args, "minimal", str(env_file), str(tmp)], ROOT) as port:
                     url = Connections("127.0.0.1", int(port))
                     await url.warm(concurrency)
                     await load.burst(url, warmup)
                     floor = [t for batch in batches[1:] for t in await load.burst(url, batch)]
                     await url.close()
                 load.turns = 0
-                with child([*serve_args, "elevate", str(env_file), str(tmp)]) as port:
+                with child([*serve_args, "elevate", str(env_file), str(tmp)], ROOT) as port:
                     url = Connections("127.0.0.1", int(port))
                     await url.warm(concurrency)
                     # Warm up as a server that has been up a while: one turn per user, then one
@@ -302,17 +283,5 @@ def report(
     )
 
 
-def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
-        return
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=50)
-    args = parser.parse_args()
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(run(args.rounds, args.concurrency))
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, serve, run, rounds=3)
