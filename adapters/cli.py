@@ -181,8 +181,8 @@ def _manifest(args: argparse.Namespace) -> int:
         return 2
     except FileNotFoundError as exc:
         print(
-            f"elevate manifest: the template {exc.filename} is missing; run this command "
-            "from a checkout of Elevate (the templates live in manifest/)",
+            f"elevate manifest: the template {exc.filename} is missing; reinstall Elevate "
+            "(the templates ship in its manifest/ package)",
             file=sys.stderr,
         )
         return 2
