@@ -56,7 +56,7 @@ def serve(kind: str, env_file: Path, tmp: Path) -> None:
 
     from adapters.logs import configure_logging
     from adapters.notify import FanOutNotifier
-    from adapters.server import build_components, make_app, mount_front_ends
+    from adapters.server import build_components, make_app, mount_front_ends, settle_heap
     from bot.config import load_settings
 
     env = json.loads(env_file.read_text())
@@ -88,6 +88,7 @@ def serve(kind: str, env_file: Path, tmp: Path) -> None:
         components = await build_components(settings, fanout)
         app = make_app(components, run_tracker=False)
         mount_front_ends(app, components, fanout)
+        settle_heap()
         return web.AppRunner(app, access_log=None), components
 
     async def main() -> None:
