@@ -3,6 +3,8 @@
 
 - ``catalogs``, ``accessPackages`` (``$expand=resourceRoleScopes($expand=role,scope)``,
   ``catalog``, ``assignmentPolicies``), ``assignmentPolicies``: read-only views of the tenant.
+- ``accessPackages/{id}/getApplicablePolicyRequirements``: the policies the signed-in user may
+  request through (delegated only).
 - ``assignmentRequests``: create (``em_requests``), list/get, ``filterByCurrentUser``, ``cancel``.
 - ``accessPackageAssignmentApprovals``: get, stages, PATCH a stage (delegated only).
 - ``assignments``: list/get, ``filterByCurrentUser``, nav to ``accessPackage``/``assignmentPolicy``.
@@ -32,7 +34,12 @@ from sandbox.errors import (
 )
 from sandbox.graph.em_lifecycle import CANCELLABLE_STATES, EmLifecycle
 from sandbox.graph.em_model import Assignment, Request, Stage
-from sandbox.graph.em_policy import find_policy
+from sandbox.graph.em_policy import (
+    approval_setting,
+    find_policy,
+    requestor_setting,
+    target_allowed,
+)
 from sandbox.graph.em_query import Filter, compile_filter, page_source, respond
 from sandbox.graph.em_render import Renderer, check_expand, entity_context
 from sandbox.graph.em_requests import authorize_admin, has_assignment_role, new_request
@@ -258,6 +265,46 @@ class Handlers:
         if policy is None:
             raise _not_found("accessPackageAssignmentPolicy", request.match_info["id"])
         return self._entity(request, self.render.policy(policy, expand), "assignmentPolicies")
+
+    async def applicable_policy_requirements(self, request: web.Request) -> web.Response:
+        """POST accessPackages/{id}/getApplicablePolicyRequirements (delegated only): one
+        ``accessPackageAssignmentRequestRequirements`` per policy of the package the signed-in
+        user may request through (a target it admits, with self-add on); none: empty."""
+        caller = require(self.state, request, delegated=EM_READ)
+        package = self._package(request)
+        user = self.state.tenant.user(caller.user_id or "")
+        requirements = [
+            {
+                "policyId": policy["id"],
+                "policyDisplayName": policy.get("displayName"),
+                "policyDescription": policy.get("description"),
+                "isApprovalRequiredForAdd": approval_setting(policy, "isApprovalRequiredForAdd"),
+                "isApprovalRequiredForUpdate": approval_setting(
+                    policy, "isApprovalRequiredForUpdate"
+                ),
+                "allowCustomAssignmentSchedule": requestor_setting(
+                    policy, "allowCustomAssignmentSchedule"
+                ),
+                "questions": list(policy.get("questions") or []),
+                "schedule": {
+                    "startDateTime": None,
+                    "recurrence": None,
+                    "expiration": policy.get("expiration")
+                    or {"type": "notSpecified", "duration": None, "endDateTime": None},
+                },
+            }
+            for policy in self.render.policies_of(package.id)
+            if user is not None
+            and requestor_setting(policy, "enableTargetsToSelfAddAccess")
+            and target_allowed(self.state.tenant, policy, user, admin=False)
+        ]
+        return json_response(
+            {
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata"
+                "#Collection(microsoft.graph.accessPackageAssignmentRequestRequirements)",
+                "value": requirements,
+            }
+        )
 
     # --- assignment requests --------------------------------------------------------------
 
@@ -600,6 +647,10 @@ def register(app: web.Application, state: SandboxState) -> None:
             web.get(f"{BASE}/accessPackages/{{id}}/catalog", h.package_catalog),
             web.get(f"{BASE}/accessPackages/{{id}}/assignmentPolicies", h.package_policies),
             web.get(f"{BASE}/accessPackages/{{id}}/resourceRoleScopes", h.package_role_scopes),
+            web.post(
+                f"{BASE}/accessPackages/{{id}}/getApplicablePolicyRequirements",
+                h.applicable_policy_requirements,
+            ),
             web.get(f"{BASE}/assignmentPolicies", h.list_policies),
             web.get(f"{BASE}/assignmentPolicies/{{id}}", h.get_policy),
             web.get(f"{BASE}/assignmentRequests", h.list_requests),

@@ -56,6 +56,7 @@ from tests.integration.graph_support import (
     undocumented,
     user_add,
 )
+from tests.integration.policy_tenants import ENGINEERS_POLICY, SUPPORT_POLICY, two_policy_tenant
 
 PACKAGE, POLICY = demo_id("package"), demo_id("policy")
 OTHER_PACKAGE, OTHER_POLICY = demo_id("other-package"), demo_id("other-policy")
@@ -616,6 +617,68 @@ async def test_filter_by_current_user_is_delegated_only(sandbox: ThreadedSandbox
             .access_package_assignment_approvals.filter_by_current_user_with_on("approver")
             .get(),
         )
+
+
+async def applicable_requirements(sb: ThreadedSandbox, upn: str) -> list[Any]:
+    """getApplicablePolicyRequirements of the local-admin package, signed in as ``upn``."""
+    async with signed_in(sb, upn) as client:
+        answer = (
+            await em(client)
+            .access_packages.by_access_package_id(PACKAGE)
+            .get_applicable_policy_requirements.post()
+        )
+    assert answer is not None
+    assert undocumented(answer) == []
+    return list(answer.value or [])
+
+
+async def test_applicable_policy_requirements_answer_per_caller(
+    make_sandbox: Callable[..., ThreadedSandbox],
+) -> None:
+    """getApplicablePolicyRequirements lists the policies whose allowed targets include the
+    signed-in caller (self-add on), in the documented shape; none: an empty list."""
+    sb = make_sandbox(two_policy_tenant())
+    answers = {
+        upn: sorted(str(r.policy_id) for r in await applicable_requirements(sb, upn))
+        for upn in (ALICE, BOB, CAROL, DAVE)
+    }
+    assert answers == {
+        ALICE: [ENGINEERS_POLICY],
+        BOB: [SUPPORT_POLICY],
+        CAROL: [],
+        DAVE: sorted([ENGINEERS_POLICY, SUPPORT_POLICY]),
+    }
+    (support,) = await applicable_requirements(sb, BOB)
+    assert support.policy_display_name == "Local admin: support staff, no approval"
+    assert support.is_approval_required_for_add is False
+    assert support.allow_custom_assignment_schedule is True
+    assert support.schedule.expiration.duration == timedelta(hours=4)
+
+    tenant = two_policy_tenant()
+    for policy in tenant.assignment_policies:
+        if policy["id"] == SUPPORT_POLICY:
+            policy["requestorSettings"]["enableTargetsToSelfAddAccess"] = False
+    sb2 = make_sandbox(tenant)
+    assert [r.policy_id for r in await applicable_requirements(sb2, DAVE)] == [ENGINEERS_POLICY]
+
+
+async def test_applicable_policy_requirements_is_delegated_only(sandbox: ThreadedSandbox) -> None:
+    """App tokens get 403 from getApplicablePolicyRequirements; an unknown package is 404."""
+    async with app_client(sandbox) as app:
+        await expect_status(
+            403,
+            em(app)
+            .access_packages.by_access_package_id(PACKAGE)
+            .get_applicable_policy_requirements.post(),
+        )
+    async with signed_in(sandbox, ALICE) as alice:
+        await expect_status(
+            404,
+            em(alice)
+            .access_packages.by_access_package_id(demo_id("no-such-package"))
+            .get_applicable_policy_requirements.post(),
+        )
+    assert [r.policy_id for r in await applicable_requirements(sandbox, ALICE)] == [POLICY]
 
 
 # --- listing ------------------------------------------------------------------------------
