@@ -140,6 +140,11 @@ class Policy:
     self_update: bool = True
     self_remove: bool = True
     stages: tuple[PolicyStage, ...] = ()
+    # Who may be a target: Graph's ``allowedTargetScope`` (``allMemberUsers``,
+    # ``specificDirectoryUsers``, ``notSpecified``…) and, for the specific scopes,
+    # ``specificAllowedTargets`` (singleUser / groupMembers subject sets).
+    target_scope: str = "notSpecified"
+    allowed_targets: tuple[SubjectSet, ...] = ()
 
 
 @dataclass(frozen=True)

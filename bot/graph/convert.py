@@ -165,6 +165,8 @@ def policy_from_json(p: JsonObject, package_id: str) -> Policy:
         self_update=self_service("enableTargetsToSelfUpdateAccess"),
         self_remove=self_service("enableTargetsToSelfRemoveAccess"),
         stages=tuple(_stage(i, s) for i, s in enumerate(_objects(appr.get("stages")))),
+        target_scope=_text(p.get("allowedTargetScope")) or "notSpecified",
+        allowed_targets=tuple(_subject(x) for x in _objects(p.get("specificAllowedTargets"))),
     )
 
 

@@ -94,6 +94,31 @@ def test_policy_from_json_defaults_when_parts_are_missing_or_malformed() -> None
     assert policy.stages == ()
 
 
+def test_policy_from_json_reads_who_may_be_a_target() -> None:
+    """``allowedTargetScope`` and ``specificAllowedTargets`` become the policy's target scope
+    and subject sets; a policy without them admits nobody named (``notSpecified``)."""
+    policy = policy_from_json(
+        {
+            "id": "pol-3",
+            "allowedTargetScope": "specificDirectoryUsers",
+            "specificAllowedTargets": [
+                {"@odata.type": "#microsoft.graph.groupMembers", "groupId": "grp-eng"},
+                {"@odata.type": "#microsoft.graph.singleUser", "userId": "u-1"},
+                "not an object",
+            ],
+        },
+        "pkg-1",
+    )
+    assert policy.target_scope == "specificDirectoryUsers"
+    assert [(s.kind, s.group_id, s.user_id) for s in policy.allowed_targets] == [
+        ("groupMembers", "grp-eng", None),
+        ("singleUser", None, "u-1"),
+    ]
+    bare = policy_from_json({"id": "pol-4", "allowedTargetScope": None}, "pkg-1")
+    assert bare.target_scope == "notSpecified"
+    assert bare.allowed_targets == ()
+
+
 def test_request_from_json_with_expanded_assignment() -> None:
     request = request_from_json(
         {
