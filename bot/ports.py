@@ -41,6 +41,10 @@ class Entitlements(Protocol):
     async def package_name(self, package_id: str) -> str:
         """The package's display name."""
 
+    async def applicable_policy_ids(self, principal_id: str, package_id: str) -> list[str]:
+        """The ids of the package's policies ``principal_id`` may request through, as Graph
+        tells the signed-in user (delegated ``getApplicablePolicyRequirements``)."""
+
     async def create_request(
         self,
         *,
@@ -99,6 +103,9 @@ class Directory(Protocol):
 
     async def group_members(self, group_id: str) -> list[Principal]:
         """The group's user members."""
+
+    async def member_groups(self, user_id: str, group_ids: Sequence[str]) -> frozenset[str]:
+        """Those of ``group_ids`` the user is a member of (directly or through nested groups)."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Front ends call ``run_command`` (chat text) or ``decide`` (a button) with a veri
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -59,6 +60,7 @@ from bot.errors import (
 )
 from bot.locks import KeyedLocks
 from bot.metrics import Metrics
+from bot.policy_targets import applicable, target_groups
 from bot.ports import CardRef, Clock, Directory, Entitlements, Notice, Notifier, Reply
 from bot.signin import SignIn
 from bot.store import ExpiryWatch, SqlStore, WatchOutcome
@@ -67,6 +69,10 @@ from bot.store.records import TrackedRequest
 log = structlog.get_logger(__name__)
 
 GENERIC_ERROR = "Something went wrong on our side. Please try again in a minute."
+
+# How long the policy a requester may use is kept (no extra Graph calls on every command).
+POLICY_CACHE_S = 300.0
+POLICY_CACHE_SIZE = 10_000
 
 
 def hhmm(dt: datetime | None) -> str:
@@ -129,6 +135,8 @@ class ElevateService:
         self._people = KeyedLocks()
         self.signin = signin
         self.metrics = metrics or Metrics()
+        self._policies: dict[str, tuple[float, Policy]] = {}
+        self._ambiguous_logged: set[frozenset[str]] = set()
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -233,21 +241,73 @@ class ElevateService:
 
     # --- policy -----------------------------------------------------------------------------
 
-    async def policy(self) -> Policy:
-        """The assignment policy requests use (``ELEVATE_POLICY_ID`` or the only one)."""
+    async def policy(self, requester: Principal | None = None) -> Policy:
+        """The assignment policy ``requester``'s requests use: ``ELEVATE_POLICY_ID``, else the
+        one policy of the package they may use (kept ``POLICY_CACHE_S`` seconds per person).
+
+        NotAllowed when no policy admits them, ConfigError when several do.  Callers that do
+        not know the requester (a portal request adopted without its policy; the Teams form
+        adapter for now) get the package's only policy, ConfigError when it has several.
+        """
         if self.config.policy_id:
             return await self.entitlements.get_policy(self.config.policy_id)
-        policies = await self.entitlements.list_policies(self.config.package_id)
-        if len(policies) != 1:
-            raise ConfigError(
-                f"The access package has {len(policies)} assignment policies; "
-                "set ELEVATE_POLICY_ID to the one Elevate should use."
+        if requester is None:
+            policies = await self.entitlements.list_policies(self.config.package_id)
+            if len(policies) != 1:
+                raise ConfigError(
+                    f"The access package has {len(policies)} assignment policies; "
+                    "set ELEVATE_POLICY_ID to the one Elevate should use."
+                )
+            return policies[0]
+        kept = self._policies.get(requester.id)
+        if kept is not None and time.monotonic() - kept[0] < POLICY_CACHE_S:
+            return kept[1]
+        policy = await self._applicable_policy(requester)
+        if len(self._policies) >= POLICY_CACHE_SIZE:
+            self._policies.clear()
+        self._policies[requester.id] = (time.monotonic(), policy)
+        return policy
+
+    async def _applicable_policy(self, requester: Principal) -> Policy:
+        """Ask Graph which policies admit ``requester`` (as them in ``entra`` mode; from the
+        policies' allowed targets and their group memberships in ``bot`` mode)."""
+        package_id = self.config.package_id
+        if self.config.mode is ApprovalMode.ENTRA:
+            ids = await self.entitlements.applicable_policy_ids(requester.id, package_id)
+        else:
+            policies = await self.entitlements.list_policies(package_id)
+            groups = target_groups(policies)
+            member_of = (
+                await self.directory.member_groups(requester.id, groups) if groups else frozenset()
             )
-        return policies[0]
+            ids = [p.id for p in applicable(policies, requester, member_of)]
+        if not ids:
+            raise NotAllowed(
+                "You are not among the people this access package is for, so you cannot "
+                "request local admin rights; ask IT if you need them.",
+                detail=f"no policy of {package_id} admits {requester.id}",
+            )
+        if len(ids) > 1:
+            key = frozenset(ids)
+            if key not in self._ambiguous_logged:
+                self._ambiguous_logged.add(key)
+                log.error(
+                    "config.policy_ambiguous",
+                    package=package_id,
+                    policies=sorted(ids),
+                    requester=requester.id,
+                    fix="set ELEVATE_POLICY_ID",
+                )
+            raise ConfigError(
+                "Several of this access package's policies apply to you, so Elevate cannot "
+                "choose one; IT must set ELEVATE_POLICY_ID.",
+                detail=f"policies {', '.join(sorted(ids))}",
+            )
+        return await self.entitlements.get_policy(ids[0])
 
     async def request_form(self, principal: Principal) -> Reply:
         """What a request form needs: the policy maximum and whether a reason is required."""
-        policy = await self.policy()
+        policy = await self.policy(principal)
         return Reply(
             kind="form",
             text="How long do you need local admin rights, and why?",
@@ -294,15 +354,15 @@ class ElevateService:
     ) -> Reply:
         """Ask for local admin rights for ``duration``."""
         justification = justification.strip()
-        policy = await self.policy()
+        if principal.user_type.lower() == "guest":
+            raise NotAllowed("Guest accounts cannot request local admin rights.")
+        policy = await self.policy(principal)
         self._check_duration(policy, duration, justification)
         if policy.justification_required and not justification:
             raise PolicyViolation(
                 "The policy requires a reason. "
                 f"Try: `request-admin {format_duration(duration)} fixing the printer driver`"
             )
-        if principal.user_type.lower() == "guest":
-            raise NotAllowed("Guest accounts cannot request local admin rights.")
         open_request = await self._open_request(principal)
         if open_request is not None:
             self.metrics.requests.labels("duplicate").inc()
@@ -1066,11 +1126,14 @@ class ElevateService:
             "Type `status` to see where things stand."
         )
 
-    async def assignment_policy(self, assignment: Assignment) -> Policy:
-        """The policy an assignment was granted under (else the one requests use)."""
+    async def assignment_policy(
+        self, assignment: Assignment, holder: Principal | None = None
+    ) -> Policy:
+        """The policy an assignment was granted under (else the one ``holder``'s requests
+        use)."""
         if assignment.policy_id:
             return await self.entitlements.get_policy(assignment.policy_id)
-        return await self.policy()
+        return await self.policy(holder)
 
     def holder_actions(
         self, policy: Policy, assignment: Assignment
@@ -1098,7 +1161,7 @@ class ElevateService:
                 + (" (an extension)" if open_request.kind == str(RequestKind.UPDATE) else "")
                 + ". Type `status` to see it or `cancel` to withdraw it."
             )
-        policy = await self.assignment_policy(active)
+        policy = await self.assignment_policy(active, principal)
         entra = self.config.mode is ApprovalMode.ENTRA
         if entra and not policy.self_update:
             raise NotAllowed("The policy does not let you extend your own rights. Ask IT.")
@@ -1175,7 +1238,7 @@ class ElevateService:
     async def _release(
         self, chat_user: ChatUser, principal: Principal, active: Assignment
     ) -> Reply:
-        policy = await self.assignment_policy(active)
+        policy = await self.assignment_policy(active, principal)
         entra = self.config.mode is ApprovalMode.ENTRA
         if entra and not policy.self_remove:
             raise NotAllowed("The policy does not let you remove your own rights. Ask IT.")

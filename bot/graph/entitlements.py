@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,9 @@ from msgraph.generated.models.entitlement_management_schedule import (
 from msgraph.generated.models.expiration_pattern import ExpirationPattern
 from msgraph.generated.models.expiration_pattern_type import ExpirationPatternType
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.users.item.check_member_groups.check_member_groups_post_request_body import (
+    CheckMemberGroupsPostRequestBody,
+)
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
@@ -69,6 +72,8 @@ _ERRORS: dict[str, Any] = {"XXX": ODataError}
 
 USER_CACHE_S = 300.0
 USER_CACHE_SIZE = 10_000
+# checkMemberGroups takes at most this many group ids per call (spec/graph.md §6).
+CHECK_GROUPS_MAX = 20
 # userType is not returned unless selected (Graph's default property set).
 USER_FIELDS = ["id", "displayName", "mail", "userPrincipalName", "userType"]
 
@@ -173,6 +178,25 @@ class GraphEntitlements:
             name = name if isinstance(name, str) and name else "local admin"
             self._package_names[package_id] = name
         return name
+
+    async def applicable_policy_ids(self, principal_id: str, package_id: str) -> list[str]:
+        """``POST accessPackages/{id}/getApplicablePolicyRequirements`` as the user: one
+        answer per policy they may request through (delegated only in Graph)."""
+        builder = (
+            self._em_as(principal_id)
+            .access_packages.by_access_package_id(package_id)
+            .get_applicable_policy_requirements
+        )
+        info = builder.to_post_request_information()
+        answer = await _send_json(
+            "applicable_policies", builder.request_adapter, info, self._metrics
+        )
+        ids: dict[str, None] = {}
+        for item in answer.get("value") or []:
+            policy_id = item.get("policyId") if isinstance(item, dict) else None
+            if isinstance(policy_id, str) and policy_id:
+                ids.setdefault(policy_id)
+        return list(ids)
 
     async def create_request(
         self,
@@ -409,3 +433,18 @@ class GraphDirectory:
             if person is not None:
                 members.append(person)
         return members
+
+    async def member_groups(self, user_id: str, group_ids: Sequence[str]) -> frozenset[str]:
+        """``POST /users/{id}/checkMemberGroups`` (transitive), twenty group ids per call."""
+        builder = self._clients.app.users.by_user_id(user_id).check_member_groups
+        found: set[str] = set()
+        for at in range(0, len(group_ids), CHECK_GROUPS_MAX):
+            body = CheckMemberGroupsPostRequestBody(
+                group_ids=list(group_ids[at : at + CHECK_GROUPS_MAX])
+            )
+            info = builder.to_post_request_information(body)
+            answer = await _send_json(
+                "check_member_groups", builder.request_adapter, info, self._metrics
+            )
+            found.update(g for g in answer.get("value") or [] if isinstance(g, str))
+        return frozenset(found)
