@@ -181,7 +181,12 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
 
     async def _request_submitted(self, user: ChatUser, action: payloads.CardAction) -> Card:
         """The request form's "Send request": check it, then request (or show what to fix)."""
-        policy = await self.service.policy()
+        try:  # the limits of the sender's own policy
+            policy = await self.service.policy(await self.service.identify(user))
+        except SignInRequired as exc:
+            return reply_card(Reply(kind="signin", text=exc.user_message, signin_url=exc.url))
+        except ElevateError as exc:
+            return reply_card(Reply(kind="error", text=exc.user_message))
         form = payloads.read_request_form(
             action.inputs, policy.max_duration, policy.justification_required
         )

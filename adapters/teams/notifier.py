@@ -24,6 +24,7 @@ from botbuilder.schema import Activity, ChannelAccount, ConversationReference
 from adapters.teams.adapter import TeamsAdapter
 from adapters.teams.connector import ConnectorError, MessageWritesBlocked
 from bot.domain import ChatUser, Platform, Policy, Principal, RequestView
+from bot.errors import ElevateError
 from bot.ports import CardRef, Notice
 from bot.store import SqlStore
 from cards.teams import Card, approval_card, notice_card, request_form_card
@@ -119,7 +120,7 @@ class TeamsNotifier:
         *,
         admin_channel: str | None,
         approver_channel: str | None,
-        policy: Callable[[], Awaitable[Policy]],
+        policy: Callable[[Principal | None], Awaitable[Policy]],
     ) -> None:
         self.conversations = conversations
         self.adapter = conversations.adapter
@@ -187,7 +188,7 @@ class TeamsNotifier:
         chat = await self._reachable(user)
         if chat is None:
             return
-        await self._post(chat, await self._notice_card(notice), who=user.label)
+        await self._post(chat, await self._notice_card(notice, user), who=user.label)
 
     async def notify_admins(self, notice: Notice) -> None:
         """A new thread in the admin channel (when ``ELEVATE_TEAMS_ADMIN_CHANNEL`` is set)."""
@@ -200,10 +201,13 @@ class TeamsNotifier:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    async def _notice_card(self, notice: Notice) -> Card:
+    async def _notice_card(self, notice: Notice, person: Principal) -> Card:
         if notice.kind != "form":
             return notice_card(notice)
-        policy = await self._policy()  # a resumed "request-admin" without arguments
+        try:  # a resumed "request-admin" without arguments: the form of the person's policy
+            policy = await self._policy(person)
+        except ElevateError as exc:
+            return notice_card(Notice(kind="error", text=exc.user_message))
         return request_form_card(policy.max_duration, policy.justification_required)
 
     async def _reachable(self, person: Principal) -> ConversationReference | None:

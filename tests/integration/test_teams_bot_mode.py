@@ -11,6 +11,7 @@ from typing import Any
 from bot.domain import ChatUser, Platform
 from cards import actions
 from sandbox.server import ThreadedSandbox
+from tests.integration.policy_tenants import SUPPORT_POLICY, two_policy_tenant
 from tests.integration.teams_harness import (
     card_of,
     check_cards,
@@ -168,3 +169,35 @@ async def test_the_same_request_sent_twice_at_once_makes_one_request(
         replies = [texts(card_of(c)) for c in await bot.cards_to(ALICE)]
         assert sum("Request sent" in r for r in replies) == 1
         assert sum("You already have a request waiting for a decision" in r for r in replies) == 1
+
+
+async def test_the_form_follows_each_senders_own_policy(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """ELEVATE_POLICY_ID unset and two policies in the package: Bob's form offers his Support
+    policy's 4 hours and checks his submission against it; Carol, covered by neither, is told
+    so and nothing is created."""
+    sandbox = make_sandbox(two_policy_tenant())
+    async with start_teams_bot(sandbox, tmp_path, mode="bot") as bot:
+        await bot.say(BOB, "request-admin")
+        form_post = (await bot.cards_to(BOB))[-1]
+        choices = next(i for i in card_of(form_post)["body"] if i["type"] == "Input.ChoiceSet")
+        assert choices["choices"][-1]["value"] == "4h"
+        too_long = {"duration": "8h", "justification": "new VPN client"}
+        rejected = invoke_card(await bot.click(BOB, form_post, actions.REQUEST_SUBMIT, too_long))
+        assert "The longest you can ask for is 4 hours." in texts(rejected)
+        ok = {"duration": "4h", "justification": "new VPN client"}
+        sent = invoke_card(
+            await bot.click(BOB, form_post, actions.REQUEST_SUBMIT, ok, card=rejected)
+        )
+        assert "Request sent" in texts(sent)
+        tracked = await bot.components.store.find_open_request_for(bot.user_id(BOB))
+        assert tracked is not None
+        assert tracked.policy_id == SUPPORT_POLICY
+
+        await bot.say(CAROL, "request-admin")
+        refused = texts(card_of((await bot.cards_to(CAROL))[-1]))
+        assert "not among the people this access package is for" in refused
+        answer = invoke_card(await bot.click(CAROL, form_post, actions.REQUEST_SUBMIT, ok))
+        assert "not among the people this access package is for" in texts(answer)
+        assert await bot.components.store.find_open_request_for(bot.user_id(CAROL)) is None
