@@ -31,6 +31,7 @@ from msgraph_core import GraphClientFactory
 
 from bot.config import Settings
 from bot.errors import ConfigError, GraphAuthError
+from bot.graph.transport import GraphTransport
 from bot.graph.trust import requests_session, ssl_context
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -104,7 +105,7 @@ class GraphClients:
             TokenCipher(settings.token_key.get_secret_value()) if settings.token_key else None
         )
         # msgraph-core's transport wrapper does not close the transport it wraps: own it here.
-        self._transport = httpx.AsyncHTTPTransport(verify=self._ssl)
+        self._transport = GraphTransport(self._ssl)
         self._http = httpx.AsyncClient(
             transport=self._transport, timeout=HTTP_TIMEOUT_S, trust_env=False
         )
