@@ -118,7 +118,11 @@ class FakeService:
             raise RuntimeError("something nobody expected")
         return Reply(kind="info", text=f"You said {text}.")
 
-    async def policy(self) -> Any:
+    async def identify(self, chat_user: Any) -> Any:
+        self.calls.append("identify")
+        return chat_user
+
+    async def policy(self, requester: Any = None) -> Any:
         self.calls.append("policy")
         raise RuntimeError("the policy store is on fire")
 
@@ -288,7 +292,7 @@ async def test_a_crash_in_an_invoke_answers_an_error_card_not_500(bot: Bot) -> N
     assert body["statusCode"] == 200
     assert body["type"] == "application/vnd.microsoft.card.adaptive"
     assert "Something went wrong on our side" in json.dumps(body["value"])
-    assert bot.service.calls == ["policy"]
+    assert bot.service.calls == ["identify", "policy"]
 
 
 async def test_a_crash_in_a_message_turn_tells_the_user_one_sentence(bot: Bot) -> None:
