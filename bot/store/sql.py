@@ -934,7 +934,20 @@ class SqlStore:
             .returning(AuditEventRow)
         )
         async with self._begin() as session:
-            return _audit_event((await session.scalars(stmt)).one())
+            event = _audit_event((await session.scalars(stmt)).one())
+        # Every decision and change passes here, so the log tells the story too (who did what
+        # to which request); the detail (reasons typed by users) stays in the audit table.
+        log.info(
+            "audit",
+            action=action,
+            result=result,
+            actor=actor_principal_id,
+            platform=platform,
+            request=request_id,
+            assignment=assignment_id,
+            target=target_principal_id,
+        )
+        return event
 
     async def list_audit(self, since: datetime, limit: int | None = None) -> list[AuditEvent]:
         """Audit events at or after ``since``, oldest first (at most ``limit``)."""

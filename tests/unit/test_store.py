@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
@@ -566,6 +568,24 @@ async def test_unsent_notices_are_listed_until_marked_sent(store: SqlStore) -> N
 
 
 # -- audit --------------------------------------------------------------------------------------
+
+
+async def test_each_audit_event_is_also_one_log_line_without_its_detail(store: SqlStore) -> None:
+    """Operators read the same story in the logs; what users typed stays in the table."""
+    with structlog.testing.capture_logs() as logs:
+        await store.add_audit(
+            action="deny",
+            actor_principal_id="oid-bob",
+            platform="slack",
+            request_id="req-1",
+            target_principal_id="oid-alice",
+            detail={"reason": "not on a Friday"},
+            at=T0,
+        )
+    (line,) = [entry for entry in logs if entry["event"] == "audit"]
+    assert line["action"] == "deny"
+    assert (line["actor"], line["request"], line["target"]) == ("oid-bob", "req-1", "oid-alice")
+    assert "not on a Friday" not in str(line)
 
 
 async def test_audit_events_are_appended_and_listed_since_in_time_order(store: SqlStore) -> None:
