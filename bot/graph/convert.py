@@ -62,15 +62,8 @@ def _json_object(value: Any) -> Mapping[str, Any]:
 
 def assignment_from_json(a: Mapping[str, Any], package_id: str | None = None) -> Assignment:
     """An Assignment from an assignment's Graph JSON (``target`` and ``assignmentPolicy`` used
-    when expanded).  The listing of thousands of assignments reads JSON directly: building
-    msgraph-sdk models costs milliseconds per item."""
-    schedule = _json_object(a.get("schedule"))
-    expiration = _json_object(schedule.get("expiration"))
-    start = _json_datetime(schedule.get("startDateTime"))
-    end = _json_datetime(expiration.get("endDateTime"))
-    duration = _json_duration(expiration.get("duration"))
-    if end is None and start is not None and duration:
-        end = start + duration
+    when expanded)."""
+    start, end, _ = _schedule(a.get("schedule"))
     target = _json_object(a.get("target"))
     policy = _json_object(a.get("assignmentPolicy"))
     package = _json_object(a.get("accessPackage"))
