@@ -1,6 +1,7 @@
-"""What the latency benchmarks share: child processes, the command line, and a lean load
-generator (HTTP/1.1 over kept-alive loopback connections, requests encoded before the clock
-starts, each answer timed from its first byte written to its last byte read).
+"""What the latency benchmarks share: Elevate served in a child process as ``elevate serve``
+serves it, the command line, and a lean load generator (HTTP/1.1 over kept-alive loopback
+connections, requests encoded before the clock starts, each answer timed from its first byte
+written to its last byte read).
 
 A full HTTP client (aiohttp's) spends about as much CPU per request as the server being measured
 does, and on a small machine that shows up in every latency it reports.  Slack and the Bot
@@ -13,15 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,56 @@ def main(
     args = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     asyncio.run(run(args.rounds, args.concurrency))
+
+
+def serve_app(build: Callable[[], Awaitable[web.Application]]) -> None:
+    """Child process: serve the app ``build`` makes on a free loopback port, print the port,
+    stop (running the app's cleanup) on SIGTERM."""
+
+    async def serve() -> None:
+        runner = web.AppRunner(await build(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        print(runner.addresses[0][1], flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+async def elevate_app(env: dict[str, str], tmp: Path, *, front_end: str) -> web.Application:
+    """Elevate wired as ``start_server`` wires it (start-up heap frozen; no tracker loops), in
+    ``bot`` mode so every command goes on to Graph, with only ``front_end`` (``slack`` or
+    ``teams``) on; logs JSON into ``tmp/elevate.log`` as in production.  Call in the loop."""
+    import structlog
+
+    from adapters.logs import configure_logging
+    from adapters.notify import FanOutNotifier
+    from adapters.server import build_components, make_app, mount_front_ends, settle_heap
+    from bot.config import load_settings
+
+    log_file = (tmp / "elevate.log").open("w")
+    configure_logging("json", level=logging.INFO)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=log_file))
+    logging.basicConfig(stream=log_file, level=logging.WARNING, force=True)
+    other = "ELEVATE_TEAMS_" if front_end == "slack" else "ELEVATE_SLACK_"
+    settings = load_settings(
+        {
+            **{k: v for k, v in env.items() if not k.startswith(other)},
+            "ELEVATE_APPROVAL_MODE": "bot",
+            "ELEVATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/elevate.db",
+        }
+    )
+    fanout = FanOutNotifier()
+    components = await build_components(settings, fanout)
+    app = make_app(components, run_tracker=False)
+    mount_front_ends(app, components, fanout)
+    settle_heap()
+
+    async def close(_: web.Application) -> None:
+        await components.close()
+
+    app.on_cleanup.append(close)
+    return app

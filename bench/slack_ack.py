@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import logging
-import signal
 import ssl
 import statistics
 import sys
@@ -44,7 +43,15 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.loadgen import Connections, child, encode, main, percentile  # noqa: E402
+from bench.loadgen import (  # noqa: E402
+    Connections,
+    child,
+    elevate_app,
+    encode,
+    main,
+    percentile,
+    serve_app,
+)
 
 COMMAND = "/request-admin"
 GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
@@ -53,97 +60,43 @@ GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
 # --- the servers (child processes) -----------------------------------------------------------
 
 
-def _elevate_app(env: dict[str, str], tmp: Path) -> Any:
-    """Elevate's aiohttp app, wired as ``start_server`` wires it (built inside the loop)."""
-    import structlog
-
-    from adapters.logs import configure_logging
-    from adapters.notify import FanOutNotifier
-    from adapters.server import build_components, make_app, mount_front_ends, settle_heap
-    from bot.config import load_settings
-
-    log_file = (tmp / "elevate.log").open("w")
-    configure_logging("json", level=logging.INFO)  # as in production, into a file
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=log_file))
-    logging.basicConfig(stream=log_file, level=logging.WARNING, force=True)
-
-    async def build() -> web.Application:
-        settings = load_settings(
-            {
-                **{k: v for k, v in env.items() if not k.startswith("ELEVATE_TEAMS_")},
-                "ELEVATE_APPROVAL_MODE": "bot",
-                "ELEVATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/elevate.db",
-            }
-        )
-        fanout = FanOutNotifier()
-        components = await build_components(settings, fanout)
-        app = make_app(components, run_tracker=False)
-        mount_front_ends(app, components, fanout)
-        settle_heap()
-
-        async def close(_: web.Application) -> None:
-            await components.close()
-
-        app.on_cleanup.append(close)
-        return app
-
-    return build()
-
-
-def _minimal_app(env: dict[str, str], *, before: bool) -> Any:
+async def _minimal_app(env: dict[str, str], *, before: bool) -> web.Application:
     """A bolt app that only acks the command, mounted the same way as Elevate's."""
     from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
     from slack_bolt.async_app import AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
 
     logging.basicConfig(level=logging.WARNING)
+    bolt = AsyncApp(
+        signing_secret=env["ELEVATE_SLACK_SIGNING_SECRET"],
+        client=AsyncWebClient(
+            token=env["ELEVATE_SLACK_BOT_TOKEN"],
+            base_url=env["ELEVATE_SLACK_API_URL"],
+            ssl=ssl.create_default_context(cafile=env["ELEVATE_CA_BUNDLE"]),
+        ),
+        process_before_response=before,
+    )
 
-    async def build() -> web.Application:
-        bolt = AsyncApp(
-            signing_secret=env["ELEVATE_SLACK_SIGNING_SECRET"],
-            client=AsyncWebClient(
-                token=env["ELEVATE_SLACK_BOT_TOKEN"],
-                base_url=env["ELEVATE_SLACK_API_URL"],
-                ssl=ssl.create_default_context(cafile=env["ELEVATE_CA_BUNDLE"]),
-            ),
-            process_before_response=before,
-        )
+    @bolt.command(COMMAND)
+    async def only_ack(ack: Any) -> None:
+        await ack()
 
-        @bolt.command(COMMAND)
-        async def only_ack(ack: Any) -> None:
-            await ack()
+    async def events(request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
-        async def events(request: web.Request) -> web.Response:
-            bolt_request = await to_bolt_request(request)
-            return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
-
-        app = web.Application()
-        app.router.add_post("/slack/events", events)
-        return app
-
-    return build()
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    return app
 
 
 def serve_child(kind: str, env_file: Path, tmp: Path) -> None:
-    """Child process: serve one app on a free loopback port, print the port, stop on SIGTERM."""
+    """Child process: serve one app (Elevate or a minimal bolt app) until SIGTERM."""
     env = json.loads(env_file.read_text())
-
-    async def main() -> None:
-        if kind == "elevate":
-            app = await _elevate_app(env, tmp)
-        else:
-            app = await _minimal_app(env, before=kind == "minimal-pbr")
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        print(runner.addresses[0][1], flush=True)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-
-    asyncio.run(main())
+    if kind == "elevate":
+        serve_app(lambda: elevate_app(env, tmp, front_end="slack"))
+    else:
+        serve_app(lambda: _minimal_app(env, before=kind == "minimal-pbr"))
 
 
 @contextlib.contextmanager

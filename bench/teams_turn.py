@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import signal
 import ssl
 import statistics
 import sys
@@ -40,7 +38,15 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.loadgen import Connections, child, encode, main, percentile  # noqa: E402
+from bench.loadgen import (  # noqa: E402
+    Connections,
+    child,
+    elevate_app,
+    encode,
+    main,
+    percentile,
+    serve_app,
+)
 
 GRAPH_FAULT = {"path": "/v1.0/", "latency_ms": 1000}
 USERS = ["alice", "bob", "carol", "dave", "erin", "gary"]
@@ -50,22 +56,10 @@ USERS = ["alice", "bob", "carol", "dave", "erin", "gary"]
 
 
 def serve(kind: str, env_file: Path, tmp: Path) -> None:
-    """Child process: Elevate with Teams (or the minimal baseline) on a free loopback port;
-    prints the port; SIGTERM stops it."""
-    import structlog
-
-    from adapters.logs import configure_logging
-    from adapters.notify import FanOutNotifier
-    from adapters.server import build_components, make_app, mount_front_ends, settle_heap
-    from bot.config import load_settings
-
+    """Child process: Elevate with Teams (or the minimal baseline) until SIGTERM."""
     env = json.loads(env_file.read_text())
-    log_file = (tmp / "elevate.log").open("w")
-    configure_logging("json", level=logging.INFO)  # as in production, into a file
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=log_file))
-    logging.basicConfig(stream=log_file, level=logging.WARNING, force=True)
 
-    async def minimal() -> tuple[web.AppRunner, Any]:
+    async def minimal() -> web.Application:
         """The floor: an aiohttp app that reads the JSON and answers 202, nothing else."""
 
         async def accept(request: web.Request) -> web.Response:
@@ -74,37 +68,12 @@ def serve(kind: str, env_file: Path, tmp: Path) -> None:
 
         app = web.Application()
         app.router.add_post("/api/messages", accept)
-        return web.AppRunner(app, access_log=None), None
+        return app
 
-    async def elevate() -> tuple[web.AppRunner, Any]:
-        settings = load_settings(
-            {
-                **{k: v for k, v in env.items() if not k.startswith("ELEVATE_SLACK_")},
-                "ELEVATE_APPROVAL_MODE": "bot",
-                "ELEVATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/elevate.db",
-            }
-        )
-        fanout = FanOutNotifier()
-        components = await build_components(settings, fanout)
-        app = make_app(components, run_tracker=False)
-        mount_front_ends(app, components, fanout)
-        settle_heap()
-        return web.AppRunner(app, access_log=None), components
-
-    async def main() -> None:
-        runner, components = await (elevate() if kind == "elevate" else minimal())
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        print(runner.addresses[0][1], flush=True)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-        if components is not None:
-            await components.close()
-
-    asyncio.run(main())
+    if kind == "elevate":
+        serve_app(lambda: elevate_app(env, tmp, front_end="teams"))
+    else:
+        serve_app(minimal)
 
 
 # --- deliveries (this process) ---------------------------------------------------------------
