@@ -8,7 +8,6 @@ Front ends call ``run_command`` (chat text) or ``decide`` (a button) with a veri
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ import isodate
 import structlog
 
 from bot.approvers import resolve_stage
+from bot.cache import Expiring
 from bot.commands import (
     HELP_TEXT,
     Cancel,
@@ -135,7 +135,7 @@ class ElevateService:
         self._people = KeyedLocks()
         self.signin = signin
         self.metrics = metrics or Metrics()
-        self._policies: dict[str, tuple[float, Policy]] = {}
+        self._policies: Expiring[Policy] = Expiring(POLICY_CACHE_S, POLICY_CACHE_SIZE)
         self._ambiguous_logged: set[frozenset[str]] = set()
 
     # --- identity ---------------------------------------------------------------------------
@@ -246,8 +246,8 @@ class ElevateService:
         one policy of the package they may use (kept ``POLICY_CACHE_S`` seconds per person).
 
         NotAllowed when no policy admits them, ConfigError when several do.  Callers that do
-        not know the requester (a portal request adopted without its policy; the Teams form
-        adapter for now) get the package's only policy, ConfigError when it has several.
+        not know the requester (an assignment or portal request whose policy is unknown) get
+        the package's only policy, ConfigError when it has several.
         """
         if self.config.policy_id:
             return await self.entitlements.get_policy(self.config.policy_id)
@@ -259,14 +259,10 @@ class ElevateService:
                     "set ELEVATE_POLICY_ID to the one Elevate should use."
                 )
             return policies[0]
-        kept = self._policies.get(requester.id)
-        if kept is not None and time.monotonic() - kept[0] < POLICY_CACHE_S:
-            return kept[1]
-        policy = await self._applicable_policy(requester)
-        if len(self._policies) >= POLICY_CACHE_SIZE:
-            self._policies.clear()
-        self._policies[requester.id] = (time.monotonic(), policy)
-        return policy
+        found, kept = self._policies.get(requester.id)
+        if found and kept is not None:
+            return kept
+        return self._policies.put(requester.id, await self._applicable_policy(requester))
 
     async def _applicable_policy(self, requester: Principal) -> Policy:
         """Ask Graph which policies admit ``requester`` (as them in ``entra`` mode; from the

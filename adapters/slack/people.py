@@ -6,7 +6,6 @@ down; every call has the client's timeout.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
@@ -14,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.payloads import Sender
+from bot.cache import Expiring
 from bot.domain import ChatUser, Platform, Principal
 from bot.store import SqlStore
 
@@ -47,7 +47,7 @@ class SlackPeople:
     def __init__(self, client: AsyncWebClient, store: SqlStore) -> None:
         self._client = client
         self._store = store
-        self._profiles: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._profiles: Expiring[dict[str, Any] | None] = Expiring(PROFILE_TTL_S)
         self._dms: dict[str, str] = {}
 
     async def chat_user(self, sender: Sender) -> ChatUser:
@@ -55,17 +55,15 @@ class SlackPeople:
         return chat_user_from_profile(sender, await self._profile(sender.user_id))
 
     async def _profile(self, user_id: str) -> dict[str, Any] | None:
-        cached = self._profiles.get(user_id)
-        if cached is not None and time.monotonic() - cached[0] < PROFILE_TTL_S:
-            return cached[1]
+        found, profile = self._profiles.get(user_id)
+        if found:
+            return profile
         try:
             user = (await self._client.users_info(user=user_id)).get("user")
         except SlackApiError as exc:
             log.warning("slack.users_info_failed", user=user_id, error=exc.response.get("error"))
             return None
-        found = user if isinstance(user, dict) else None
-        self._profiles[user_id] = (time.monotonic(), found)
-        return found
+        return self._profiles.put(user_id, user if isinstance(user, dict) else None)
 
     async def dm_channel(self, user_id: str) -> str:
         """The bot's DM channel with a member (opened once, then cached)."""

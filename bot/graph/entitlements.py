@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from msgraph.generated.users.item.check_member_groups.check_member_groups_post_r
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
+from bot.cache import Expiring
 from bot.commands import to_iso
 from bot.domain import (
     AccessRequest,
@@ -113,6 +113,15 @@ async def get_json(
     return await _send_json(operation, builder.request_adapter, info, metrics)
 
 
+async def post_json(
+    operation: str, builder: Any, body: Any, metrics: Metrics | None
+) -> dict[str, Any]:
+    """One POST of ``body`` (an SDK model; None for actions that take no body) through the
+    SDK's middleware, its answer parsed with ``json``."""
+    info = builder.to_post_request_information(*(() if body is None else (body,)))
+    return await _send_json(operation, builder.request_adapter, info, metrics)
+
+
 async def _send_json(
     operation: str, adapter: Any, info: Any, metrics: Metrics | None
 ) -> dict[str, Any]:
@@ -187,10 +196,7 @@ class GraphEntitlements:
             .access_packages.by_access_package_id(package_id)
             .get_applicable_policy_requirements
         )
-        info = builder.to_post_request_information()
-        answer = await _send_json(
-            "applicable_policies", builder.request_adapter, info, self._metrics
-        )
+        answer = await post_json("applicable_policies", builder, None, self._metrics)
         ids: dict[str, None] = {}
         for item in answer.get("value") or []:
             policy_id = item.get("policyId") if isinstance(item, dict) else None
@@ -242,8 +248,7 @@ class GraphEntitlements:
             )
         builder = self._em_as(as_user).assignment_requests
         operation = f"create_{body.request_type.value if body.request_type else 'request'}"
-        info = builder.to_post_request_information(body)
-        created = await _send_json(operation, builder.request_adapter, info, self._metrics)
+        created = await post_json(operation, builder, body, self._metrics)
         if not created:
             raise NotFound("Microsoft Entra returned no request.")
         request = request_from_json(created)
@@ -311,11 +316,11 @@ class GraphEntitlements:
         )
         approval = await get_json("get_approval", builder, None, self._metrics)
         stages = approval.get("stages")
-        return (
-            [stage_info_from_json(s) for s in stages or [] if isinstance(s, dict)]
-            if isinstance(stages, list)
-            else []
-        )
+        return [
+            stage_info_from_json(s)
+            for s in (stages if isinstance(stages, list) else [])
+            if isinstance(s, dict)
+        ]
 
     async def decide_stage(
         self, principal_id: str, request_id: str, stage_id: str, approve: bool, reason: str
@@ -360,28 +365,21 @@ class GraphDirectory:
     def __init__(self, clients: GraphClients, metrics: Metrics | None = None) -> None:
         self._clients = clients
         self._metrics = metrics
-        self._users: dict[str, tuple[float, Principal | None]] = {}
-
-    def _cached(self, key: str) -> tuple[bool, Principal | None]:
-        hit = self._users.get(key)
-        if hit is None or time.monotonic() - hit[0] > USER_CACHE_S:
-            return False, None
-        return True, hit[1]
-
-    def _keep(self, key: str, person: Principal | None) -> Principal | None:
-        if person is None:  # not found: ask again next time (the account may be new)
-            return None
-        if len(self._users) >= USER_CACHE_SIZE:
-            self._users.clear()
-        self._users[key] = (time.monotonic(), person)
-        return person
+        self._users: Expiring[Principal] = Expiring(USER_CACHE_S, USER_CACHE_SIZE)
 
     async def get_user(self, key: str) -> Principal | None:
         """A user by object id or UPN; None when Graph says 404."""
-        found, person = self._cached("id:" + key.lower())
+        return await self._lookup("id:" + key.lower(), lambda: self._get_user(key))
+
+    async def _lookup(
+        self, key: str, fetch: Callable[[], Awaitable[Principal | None]]
+    ) -> Principal | None:
+        found, person = self._users.get(key)
         if found:
             return person
-        return self._keep("id:" + key.lower(), await self._get_user(key))
+        person = await fetch()
+        # Not found: ask again next time (the account may be new).
+        return self._users.put(key, person) if person is not None else None
 
     async def _get_user(self, key: str) -> Principal | None:
         qp = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_FIELDS)
@@ -395,10 +393,7 @@ class GraphDirectory:
 
     async def find_user_by_mail(self, mail: str) -> Principal | None:
         """A user whose ``mail`` (or else UPN) is ``mail``."""
-        found, person = self._cached("mail:" + mail.lower())
-        if found:
-            return person
-        return self._keep("mail:" + mail.lower(), await self._find_user_by_mail(mail))
+        return await self._lookup("mail:" + mail.lower(), lambda: self._find_user_by_mail(mail))
 
     async def _find_user_by_mail(self, mail: str) -> Principal | None:
         for prop in ("mail", "userPrincipalName"):
@@ -442,9 +437,6 @@ class GraphDirectory:
             body = CheckMemberGroupsPostRequestBody(
                 group_ids=list(group_ids[at : at + CHECK_GROUPS_MAX])
             )
-            info = builder.to_post_request_information(body)
-            answer = await _send_json(
-                "check_member_groups", builder.request_adapter, info, self._metrics
-            )
+            answer = await post_json("check_member_groups", builder, body, self._metrics)
             found.update(g for g in answer.get("value") or [] if isinstance(g, str))
         return frozenset(found)
