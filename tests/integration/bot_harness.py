@@ -27,6 +27,27 @@ from tests.fakes import FakeNotifier
 from tests.integration.conftest import _FormFields, sandbox_ssl_context
 
 
+async def poll_until(
+    check: Callable[[], Awaitable[bool] | bool],
+    *,
+    step: Callable[[], Awaitable[None]],
+    timeout: float,
+) -> None:
+    """Run ``step``, then ``check``, every 0.1 s until ``check()`` holds; AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await step()
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
 async def browse_sign_in(
     browser: httpx.AsyncClient, bot_url: str, link: str, *, as_upn: str | None = None
 ) -> httpx.Response:
@@ -100,18 +121,12 @@ class BotHarness:
         track: bool = True,
     ) -> None:
         """Run tracker passes until ``check()`` holds (bounded)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def step() -> None:
             if track:
                 await self.components.tracker.run_once()
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached in time")
-            await asyncio.sleep(0.1)
+
+        await poll_until(check, step=step, timeout=timeout)
 
     def advance_sandbox_clock(self, **delta: float) -> None:
         """Move the sandbox's lifecycle clock and let it process."""

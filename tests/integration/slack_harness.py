@@ -9,9 +9,7 @@ through the real browser flow, and to wait for the bot's background work and tra
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +27,7 @@ from adapters.slack import FRONT_END_KEY
 from adapters.slack.app import SlackFrontEnd
 from bot.config import load_settings
 from sandbox.server import ThreadedSandbox
-from tests.integration.bot_harness import browse_sign_in, free_socket
+from tests.integration.bot_harness import browse_sign_in, free_socket, poll_until
 from tests.integration.conftest import sandbox_ssl_context
 
 MESSAGE_MAX_BLOCKS = 50
@@ -122,17 +120,14 @@ class SlackHarness:
         track: bool = True,
     ) -> None:
         """Settle, run a tracker pass (``track``), until ``await check()`` holds (bounded)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def step() -> None:
             await self.settle()
             if track:
                 await self.components.tracker.run_once()
                 await self.settle()
-            if await check():
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached in time")
-            await asyncio.sleep(0.1)
+
+        await poll_until(check, step=step, timeout=timeout)
 
     def user_id(self, upn: str) -> str:
         """A tenant user's Entra object id."""

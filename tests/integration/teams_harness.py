@@ -10,10 +10,8 @@ find buttons and build the invokes a click produces.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ from adapters.server import Components, build_components, make_app, mount_front_
 from adapters.teams import TEAMS_KEY, TeamsFrontEnd
 from bot.config import load_settings
 from sandbox.server import ThreadedSandbox
-from tests.integration.bot_harness import browse_sign_in, free_socket
+from tests.integration.bot_harness import browse_sign_in, free_socket, poll_until
 from tests.integration.conftest import sandbox_ssl_context
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
@@ -158,19 +156,13 @@ class TeamsHarness:
         track: bool = True,
     ) -> None:
         """Run tracker passes (and let background turns finish) until ``check()`` holds."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def step() -> None:
             if track:
                 await self.components.tracker.run_once()
             await self.settle()
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached in time")
-            await asyncio.sleep(0.1)
+
+        await poll_until(check, step=step, timeout=timeout)
 
 
 # --- reading cards --------------------------------------------------------------------------
