@@ -4,13 +4,14 @@ the front end's one error handler.
 
 Every request is verified by bolt (signature and a timestamp within five minutes, else 401 and
 nothing runs).  Listeners only parse and ``ack()``; anything that may call Graph runs after the
-ack in a background task (``SlackFrontEnd.spawn``) and answers through ``response_url`` or a DM.
+acks (``SlackFrontEnd.spawn`` → ``adapters.background.AfterAnswers``) and answers through
+``response_url`` or a DM.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import Coroutine
 from typing import Any
@@ -25,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.background import AfterAnswers
 from adapters.slack.notifier import SlackNotifier
 from adapters.slack.payloads import BadPayload, Sender
 from adapters.slack.people import SlackPeople
@@ -40,45 +42,6 @@ log = structlog.get_logger(__name__)
 
 HTTP_TIMEOUT_S = 10.0
 SHUTDOWN_GRACE_S = 5.0
-# Background work waits (at most this long) until no Slack request is being answered, so a burst
-# of commands is acked before their Graph work competes with the acks for the event loop.
-ACKS_FIRST_S = 0.1
-
-
-class BackgroundTasks:
-    """The work started after acks; ``close`` lets it finish briefly, then cancels the rest."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        """Run ``work`` in the background, keeping a reference until it ends."""
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-    async def wait_idle(self, within: float) -> bool:
-        """Wait until no work is running (work may start more); False after ``within`` s."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while self._tasks:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await asyncio.wait(set(self._tasks), timeout=remaining)
-        return True
-
-    async def close(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        """Give running work ``grace`` seconds, then cancel and await what is left."""
-        await self.wait_idle(grace)
-        pending = set(self._tasks)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -106,32 +69,35 @@ class SlackFrontEnd:
         self.client = client
         self.people = people
         self.notifier = notifier
-        self.tasks = BackgroundTasks()
+        self.tasks = AfterAnswers()
         self.locks = KeyedLocks()
         self.shutdown_grace = SHUTDOWN_GRACE_S
-        self._answering = 0
-        self._quiet = asyncio.Event()
-        self._quiet.set()
         # process_before_response: listeners only ack and schedule work, so the ack is the
         # listener's end and bolt need not poll for it (its default runner sleeps 10 ms steps).
         secret = settings.slack_signing_secret.get_secret_value()
-        self.bolt = AsyncApp(signing_secret=secret, client=client, process_before_response=True)
+        # Slack sends Elevate slash commands and interactions only (the manifest subscribes to
+        # no events), so the middlewares for the Events API, assistant threads and workflow
+        # functions are off; signature checks, authorization and ssl_check stay.
+        self.bolt = AsyncApp(
+            signing_secret=secret,
+            client=client,
+            process_before_response=True,
+            url_verification_enabled=False,
+            ignoring_self_events_enabled=False,
+            ignoring_self_assistant_message_events_enabled=False,
+            attaching_function_token_enabled=False,
+            attaching_conversation_kwargs_enabled=False,
+        )
         self.bolt.error(_on_listener_error)
         self._verifier = SignatureVerifier(secret)
 
     async def events(self, request: web.Request) -> web.Response:
         """``POST /slack/events``: verify, dispatch to the listeners, return their ack."""
-        self._answering += 1
-        self._quiet.clear()
-        try:
-            if retry := request.headers.get("X-Slack-Retry-Num"):
-                return await self._retried(request, retry)
-            response = await self.bolt.async_dispatch(await to_bolt_request(request))
-            return await to_aiohttp_response(response)
-        finally:
-            self._answering -= 1
-            if not self._answering:
-                self._quiet.set()
+        self.tasks.request_arrived()
+        if retry := request.headers.get("X-Slack-Retry-Num"):
+            return await self._retried(request, retry)
+        response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
 
     async def _retried(self, request: web.Request, retry: str) -> web.Response:
         """Slack re-sends a request it thinks timed out (``X-Slack-Retry-Num``); the first
@@ -151,28 +117,22 @@ class SlackFrontEnd:
     def spawn(
         self, work: Coroutine[Any, Any, None], *, sender: Sender, response_url: str, what: str
     ) -> None:
-        """Run ``work`` after the ack under the front end's one error handler: a refusal is
-        told to the user in one sentence, anything else is logged and answered generically."""
+        """Run ``work`` after the answers (``AfterAnswers``) under the front end's one error
+        handler: a refusal is told to the user in one sentence, anything else is logged and
+        answered generically."""
+        structlog.contextvars.bind_contextvars(platform="slack", chat_user=sender.user_id)
+        on_error = functools.partial(self._failed, sender, response_url, what)
+        self.tasks.spawn(work, name=f"slack:{what}:{sender.user_id}", on_error=on_error)
 
-        async def guarded() -> None:
-            structlog.contextvars.bind_contextvars(platform="slack", chat_user=sender.user_id)
-            with contextlib.suppress(TimeoutError):  # acks first (bounded wait)
-                await asyncio.wait_for(self._quiet.wait(), ACKS_FIRST_S)
-            try:
-                await work
-            except SignInRequired as exc:
-                await self.tell(sender, response_url, _signin(exc))
-            except ElevateError as exc:
-                log.info("slack.refused", what=what, error=type(exc).__name__, detail=exc.detail)
-                await self.tell(sender, response_url, Reply(kind="error", text=exc.user_message))
-            except Exception:  # the one handler of unexpected failures: log, answer, go on
-                log.exception("slack.work_failed", what=what)
-                await self.tell(sender, response_url, Reply(kind="error", text=GENERIC_ERROR))
-
-        task = self.tasks.spawn(guarded(), name=f"slack:{what}:{sender.user_id}")
-        # Cancelled at shutdown before it began, ``work`` must still be closed (else Python warns
-        # that it was never awaited); closing a finished coroutine does nothing.
-        task.add_done_callback(lambda _: work.close())
+    async def _failed(self, sender: Sender, response_url: str, what: str, exc: Exception) -> None:
+        if isinstance(exc, SignInRequired):
+            await self.tell(sender, response_url, _signin(exc))
+        elif isinstance(exc, ElevateError):
+            log.info("slack.refused", what=what, error=type(exc).__name__, detail=exc.detail)
+            await self.tell(sender, response_url, Reply(kind="error", text=exc.user_message))
+        else:  # the one handler of unexpected failures: log, answer, go on
+            log.error("slack.work_failed", what=what, exc_info=exc)
+            await self.tell(sender, response_url, Reply(kind="error", text=GENERIC_ERROR))
 
     async def tell(self, sender: Sender, response_url: str, reply: Reply) -> None:
         """Answer the user ephemerally through ``response_url``, else in their DM."""

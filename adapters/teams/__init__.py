@@ -25,12 +25,13 @@ import httpx
 import structlog
 from aiohttp import web
 
+from adapters.background import AfterAnswers
 from adapters.notify import FanOutNotifier
 from adapters.teams.adapter import TeamsAdapter
 from adapters.teams.auth import ChannelAuth, ConnectorTokens, OpenIdKeys
 from adapters.teams.bot import TeamsBot
 from adapters.teams.connector import Connector
-from adapters.teams.handler import BackgroundTasks, MessagesHandler
+from adapters.teams.handler import MessagesHandler
 from adapters.teams.notifier import Conversations, TeamsNotifier
 from bot.config import Settings
 from bot.domain import Platform
@@ -56,7 +57,7 @@ class TeamsFrontEnd:
     adapter: TeamsAdapter
     bot: TeamsBot
     notifier: TeamsNotifier
-    tasks: BackgroundTasks
+    tasks: AfterAnswers
 
     async def start(self, _app: web.Application) -> None:
         """Fetch the channel's signing keys before the first request (failures are logged),
@@ -73,6 +74,10 @@ class TeamsFrontEnd:
             log.warning("teams.keys_prefetch_failed", error=type(exc).__name__)
         gc.collect()
         gc.freeze()
+
+    async def drain(self, _app: web.Application) -> None:
+        """``on_shutdown``: let background turns finish briefly, then cancel the rest."""
+        await self.tasks.close()
 
     async def close(self, _app: web.Application) -> None:
         """Close the HTTP client (after the background turns drained on shutdown)."""
@@ -145,14 +150,14 @@ def mount(
         tenant_id=tenant_id,
     )
     adapter.on_turn_error = bot.on_error  # the front end's one error handler
-    tasks = BackgroundTasks()
+    tasks = AfterAnswers()
     front = TeamsFrontEnd(http, keys, tokens, adapter, bot, notifier, tasks)
     auth = ChannelAuth(app_id=app_id, issuer=settings.teams_token_issuer, keys=keys)
     handler = MessagesHandler(auth=auth, adapter=adapter, bot=bot, tasks=tasks)
     app.router.add_post("/api/messages", handler.handle)
     app[TEAMS_KEY] = front
     app.on_startup.append(front.start)
-    app.on_shutdown.append(tasks.close)
+    app.on_shutdown.append(front.drain)
     app.on_cleanup.append(front.close)
     fanout.add(Platform.TEAMS, notifier)
     return front

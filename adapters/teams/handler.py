@@ -10,103 +10,32 @@ botbuilder's handler answers 500 for bad tokens and double-serialises invoke res
    seconds; the reply goes out later through the Connector).  Tasks are tracked and awaited,
    then cancelled, at shutdown.
 
-Answering comes first: a background turn starts once no request has arrived for
-``QUIET_S`` (at most ``MAX_START_DELAY_S`` later), so a burst of messages is answered before
-the turns' CPU work (cards, store, Graph SDK) competes with it on the event loop.  The delay
-is invisible next to Graph's own latency.
+Answering comes first: background turns are queued in ``adapters.background.AfterAnswers`` and
+start once no request has arrived for a moment, so a burst of messages is answered before the
+turns' CPU work (cards, store, Graph SDK) competes with it on the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 from aiohttp import web
 from botbuilder.schema import Activity, ActivityTypes
 
+from adapters.background import AfterAnswers
 from adapters.teams.adapter import TeamsAdapter
 from adapters.teams.auth import AuthError, ChannelAuth
 from adapters.teams.bot import TeamsBot
 
 log = structlog.get_logger(__name__)
-SHUTDOWN_GRACE_S = 10.0
-QUIET_S = 0.02
-MAX_START_DELAY_S = 0.25
-
-
-class BackgroundTasks:
-    """Turns running after their HTTP answer; awaited (then cancelled) at shutdown."""
-
-    def __init__(self, *, quiet_s: float = QUIET_S, max_delay_s: float = MAX_START_DELAY_S) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._quiet_s = quiet_s
-        self._max_delay_s = max_delay_s
-        self._last_request = 0.0
-
-    def request_arrived(self) -> None:
-        """Note an incoming request (turns wait for a quiet moment to start)."""
-        self._last_request = asyncio.get_running_loop().time()
-
-    def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> None:
-        """Run ``work`` in the background, logging anything it raises."""
-        task = asyncio.get_running_loop().create_task(self._guard(work, name), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _quiet_moment(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_delay_s
-        while (now := loop.time()) < deadline:
-            wait = self._last_request + self._quiet_s - now
-            if wait <= 0:
-                return
-            await asyncio.sleep(min(wait, deadline - now))
-
-    async def _guard(self, work: Coroutine[Any, Any, Any], name: str) -> None:
-        try:
-            await self._quiet_moment()
-        except asyncio.CancelledError:
-            work.close()  # cancelled before it started: never awaited, so close it
-            raise
-        try:
-            await work
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a background turn has nobody to answer: log it
-            log.exception("teams.background_failed", task=name)
-
-    async def drain(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
-        """Wait for running turns (at most ``grace_s`` seconds), then cancel the rest."""
-        pending = set(self._tasks)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace_s)
-            for task in late:
-                task.cancel()
-            for task in late:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    async def idle(self) -> None:
-        """Wait until no turn runs (tests and benchmarks: "the bot has answered")."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-
-    async def close(self, _app: web.Application) -> None:
-        """``on_shutdown`` hook."""
-        await self.drain()
-
-    def __len__(self) -> int:
-        return len(self._tasks)
 
 
 class MessagesHandler:
     """The ``/api/messages`` route."""
 
     def __init__(
-        self, *, auth: ChannelAuth, adapter: TeamsAdapter, bot: TeamsBot, tasks: BackgroundTasks
+        self, *, auth: ChannelAuth, adapter: TeamsAdapter, bot: TeamsBot, tasks: AfterAnswers
     ) -> None:
         self.auth = auth
         self.adapter = adapter

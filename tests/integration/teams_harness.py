@@ -142,7 +142,7 @@ class TeamsHarness:
 
     async def settle(self) -> None:
         """Wait until the bot has no turn running in the background."""
-        await self.front.tasks.idle()
+        await self.front.tasks.wait_idle()
 
     async def sign_in(self, link: str, *, as_upn: str | None = None) -> httpx.Response:
         """Play the browser: open the link, sign in at the authority, post back the code."""

@@ -189,7 +189,7 @@ async def test_no_header_garbage_and_wrong_scheme_are_401(bot: Bot) -> None:
     for auth in (None, "Bearer not.a.jwt", f"Basic {token()}", "Bearer "):
         response = await bot.post(activity(), auth)
         assert response.status == 401, auth
-    await bot.front.tasks.idle()
+    await bot.front.tasks.wait_idle()
     assert bot.service.calls == []
     assert bot.channel.posts == []
 
@@ -198,7 +198,7 @@ async def test_valid_token_runs_the_turn_after_answering_202(bot: Bot) -> None:
     """A valid token: 202 at once, then the reply is posted through the Connector."""
     response = await bot.post(activity(text="status"), f"Bearer {token()}")
     assert response.status == 202
-    await bot.front.tasks.idle()
+    await bot.front.tasks.wait_idle()
     assert bot.service.calls == ["status"]
     [(method, path, body)] = bot.channel.posts
     assert method == "POST"
@@ -298,7 +298,7 @@ async def test_a_crash_in_an_invoke_answers_an_error_card_not_500(bot: Bot) -> N
 async def test_a_crash_in_a_message_turn_tells_the_user_one_sentence(bot: Bot) -> None:
     """An unexpected error after the 202: the user gets one clear sentence in the chat."""
     assert (await bot.post(activity(text="crash"), f"Bearer {token()}")).status == 202
-    await bot.front.tasks.idle()
+    await bot.front.tasks.wait_idle()
     [(_, _, body)] = bot.channel.posts
     assert "Something went wrong on our side" in json.dumps(body)
 
