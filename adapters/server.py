@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import html
 import signal
@@ -40,6 +41,7 @@ from bot.tracker import Tracker
 
 log = structlog.get_logger(__name__)
 READY_CACHE_S = 5.0
+_UNLOGGED_PATHS = frozenset({"/healthz", "/metrics"})
 
 
 class SystemClock:
@@ -157,28 +159,37 @@ async def build_components(
 
 @web.middleware
 async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Bind a request id to the logs of this request; log one line per request."""
+    """Bind a request id (``X-Request-Id``, echoed) to the logs of this request; log one
+    ``http.request`` line per request (not for health and metrics probes).
+
+    The line is written just after the answer (``call_soon``): in a burst, every request
+    already waiting is answered before the burst's log lines are written."""
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
+    status: int | None = None
     try:
         response: web.StreamResponse = await handler(request)
+        status = response.status
     except web.HTTPException as exc:
-        response = exc
+        status = exc.status
         raise
     except Exception:
         log.exception("http.unhandled", path=request.path)
         response = web.json_response({"error": GENERIC_ERROR}, status=500)
+        status = response.status
     finally:
-        if request.path not in ("/healthz", "/metrics"):
-            log.info(
+        if request.path not in _UNLOGGED_PATHS:
+            line = functools.partial(
+                log.info,
                 "http.request",
                 method=request.method,
                 path=request.path,
-                status=getattr(locals().get("response"), "status", None),
+                status=status,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
+            asyncio.get_running_loop().call_soon(line)  # in this request's log context
     response.headers["X-Request-Id"] = request_id
     return response
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -60,8 +61,12 @@ def test_serve_starts_and_answers_health_readiness_and_metrics(
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, "serve did not start in 30 s"
                 time.sleep(0.2)
-            ready = http.get(f"{base}/readyz")
+            ready = http.get(f"{base}/readyz", headers={"X-Request-Id": "probe-0001"})
             assert ready.status_code == 200, ready.text
+            assert ready.headers["X-Request-Id"] == "probe-0001"
+            generated = http.get(f"{base}/readyz").headers["X-Request-Id"]
+            assert len(generated) == 16
+            assert generated != "probe-0001"
             assert ready.json()["checks"] == {"store": "ok", "graph": "ok"}
             metrics = http.get(f"{base}/metrics").text
             for name in (
@@ -78,6 +83,16 @@ def test_serve_starts_and_answers_health_readiness_and_metrics(
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "server.started" in err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["event"] == "http.request"]
+    probe = [line for line in access if line.get("request_id") == "probe-0001"]
+    assert len(probe) == 1, access
+    assert probe[0]["method"] == "GET"
+    assert probe[0]["path"] == "/readyz"
+    assert probe[0]["status"] == 200
+    assert isinstance(probe[0]["ms"], float)
+    assert [line for line in access if line.get("request_id") == generated]
+    assert not [line for line in access if line["path"] in ("/healthz", "/metrics")]
     assert sandbox.ready["env"]["ELEVATE_CLIENT_SECRET"] not in err  # secrets never logged
 
 
