@@ -7,7 +7,9 @@
   ``refresh_token`` and on-behalf-of (``urn:ietf:params:oauth:grant-type:jwt-bearer``).
 - ``GET  /{tenant}/oauth2/v2.0/logout``.
 
-``{tenant}`` is the tenant id or its domain.  Errors use AAD's JSON shape
+Apps authenticate with their client secret (body or HTTP Basic) or, for certificates listed in
+the tenant file, a client assertion (``private_key_jwt``).  ``{tenant}`` is the tenant id or its
+domain.  Errors use AAD's JSON shape
 (``error``, ``error_description`` starting ``AADSTS…``, ``error_codes``, ``timestamp``, …).
 
 Deviations from Entra, on purpose: apps have no registered redirect URIs, so any https URI or
@@ -35,6 +37,9 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 import jwt
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.auth import GRAPH_RESOURCE, TOKEN_LIFETIME_S, mint_app_token, mint_user_token, now_s
 from sandbox.state import GRAPH_AUDIENCES, STATE_KEY, SandboxState
@@ -564,13 +569,8 @@ def _authenticate_client(
             f"'{state.tenant.domain}'.",
         )
     if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE:
-        raise AuthError(
-            "invalid_client",
-            700027,
-            "The certificate with identifier used to sign the client assertion is not "
-            f"registered on application {app.client_id}.",
-            status=401,
-        )
+        _check_client_assertion(state, app, form.get("client_assertion", ""))
+        return app
     if secret is None:
         raise AuthError(
             "invalid_client",
@@ -589,6 +589,86 @@ def _authenticate_client(
             status=401,
         )
     return app
+
+
+def _check_client_assertion(state: SandboxState, app: App, assertion: str) -> None:
+    """A certificate credential (``private_key_jwt``): a JWT signed with the key of a
+    certificate registered on the app, named in its header by ``x5t#S256`` (PS256, what
+    current SDKs send) or ``x5t`` (RS256), with ``iss`` = ``sub`` = the client id, ``aud`` =
+    this tenant's token endpoint, ``exp`` and ``jti``; five minutes of clock skew allowed.
+    An assertion may be reused until it expires (MSAL does)."""
+
+    def refused(code: int, description: str) -> AuthError:
+        return AuthError("invalid_client", code, description, status=401)
+
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.DecodeError as exc:
+        raise refused(50027, "JWT token is invalid or malformed.") from exc
+    alg = header.get("alg")
+    if alg not in ("PS256", "RS256"):
+        raise refused(5002738, f"Client assertion is signed with an unsupported algorithm {alg!r}.")
+    certificate = _registered_certificate(app, header)
+    if certificate is None:
+        raise refused(
+            700027,
+            "The certificate with identifier used to sign the client assertion is not "
+            f"registered on application. [Reason - The key was not found., Thumbprint of key "
+            f"used by client: '{header.get('x5t#S256') or header.get('x5t')}'; Please visit "
+            f"the Azure Portal to verify the keys registered on application {app.client_id}.]",
+        )
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise refused(700027, "The certificate used to sign the client assertion is not RSA.")
+    now = datetime.now(UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise refused(700027, "The certificate used to sign the client assertion has expired.")
+    endpoints = [
+        f"{state.base_url}/{tenant}/oauth2/v2.0/token"
+        for tenant in (state.tenant.id, state.tenant.domain)
+    ]
+    try:
+        claims = jwt.decode(
+            assertion,
+            key,
+            algorithms=[alg],
+            audience=endpoints,
+            leeway=300,
+            options={"require": ["aud", "iss", "sub", "exp", "jti"]},
+        )
+    except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as exc:
+        raise refused(700024, "Client assertion is not within its valid time range.") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise refused(
+            50013,
+            "Assertion audience claim does not match the required value: it must be the "
+            f"tenant's token endpoint, {endpoints[0]}.",
+        ) from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise refused(50027, f"JWT token is missing the '{exc.claim}' claim.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise refused(700027, "Client assertion failed signature validation.") from exc
+    if claims["iss"] != app.client_id or claims["sub"] != app.client_id:
+        raise refused(
+            700021, "Client assertion application identifier doesn't match 'client_id' parameter."
+        )
+
+
+def _registered_certificate(app: App, header: Mapping[str, Any]) -> x509.Certificate | None:
+    """The app's registered certificate the assertion header names by thumbprint."""
+    digest: hashes.HashAlgorithm
+    if isinstance(header.get("x5t#S256"), str):
+        wanted, digest = header["x5t#S256"], hashes.SHA256()
+    elif isinstance(header.get("x5t"), str):
+        wanted, digest = header["x5t"], hashes.SHA1()  # noqa: S303 - x5t is SHA-1 by RFC 7515
+    else:
+        return None
+    for pem in app.certificates:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        thumbprint = base64.urlsafe_b64encode(certificate.fingerprint(digest)).rstrip(b"=")
+        if secrets.compare_digest(thumbprint, wanted.rstrip("=").encode()):
+            return certificate
+    return None
 
 
 def _user(state: SandboxState, user_id: str) -> User:

@@ -27,6 +27,7 @@ class App:
     delegated_permissions: list[str] = field(default_factory=list)
     entitlement_roles: list[str] = field(default_factory=list)
     display_name: str = "Elevate"
+    certificates: list[str] = field(default_factory=list)  # registered public certificates, PEM
 
 
 @dataclass
@@ -179,6 +180,7 @@ def tenant_from_dict(data: dict[str, Any]) -> Tenant:
                 delegated_permissions=list(a.get("delegatedPermissions", [])),
                 entitlement_roles=list(a.get("entitlementRoles", [])),
                 display_name=a.get("displayName", "Elevate"),
+                certificates=list(a.get("certificates", [])),
             )
             for a in data.get("apps", [])
         ],

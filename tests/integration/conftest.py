@@ -96,7 +96,10 @@ def requests_session(sb: ThreadedSandbox) -> requests.Session:
 
 @contextlib.contextmanager
 def msal_app(
-    sb: ThreadedSandbox, *, client_id: str | None = None, secret: str | None = None
+    sb: ThreadedSandbox,
+    *,
+    client_id: str | None = None,
+    secret: str | dict[str, str] | None = None,
 ) -> Iterator[msal.ConfidentialClientApplication]:
     """MSAL's confidential client for the sandbox tenant's app; closes its HTTP session after.
 

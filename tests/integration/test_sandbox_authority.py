@@ -7,13 +7,19 @@ import hashlib
 import json
 import secrets
 import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import pytest
 import requests
-from azure.identity.aio import ClientSecretCredential, OnBehalfOfCredential
+import trustme
+from azure.identity.aio import CertificateCredential, ClientSecretCredential, OnBehalfOfCredential
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from sandbox.server import ThreadedSandbox
 from sandbox.tenant import User, demo_tenant
@@ -503,3 +509,150 @@ def test_client_info_names_user_and_tenant(sandbox: ThreadedSandbox) -> None:
     info = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     alice = sandbox.call(lambda: sandbox.state.tenant.user(ALICE))
     assert info == {"uid": alice.id, "utid": sandbox.ready["tenant_id"]}
+
+
+# --- certificate credentials (private_key_jwt) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_certificate() -> trustme.LeafCert:
+    """An RSA certificate and key for the app (what ELEVATE_CLIENT_CERTIFICATE_PATH holds)."""
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    return ca.issue_cert("elevate-app.contoso.test", key_type=trustme.KeyType.RSA)
+
+
+@pytest.fixture
+def cert_sandbox(
+    make_sandbox: Callable[..., ThreadedSandbox], app_certificate: trustme.LeafCert
+) -> ThreadedSandbox:
+    """A sandbox whose app has ``app_certificate`` registered (tenant file ``certificates``)."""
+    tenant = demo_tenant()
+    tenant.apps[0].certificates = [app_certificate.cert_chain_pems[0].bytes().decode()]
+    return make_sandbox(tenant=tenant)
+
+
+def _thumbprint(cert: trustme.LeafCert, digest: hashes.HashAlgorithm) -> str:
+    loaded = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
+    return base64.urlsafe_b64encode(loaded.fingerprint(digest)).rstrip(b"=").decode()
+
+
+def _assertion(
+    sb: ThreadedSandbox, cert: trustme.LeafCert, *, key_pem: bytes | None = None, **claims: Any
+) -> str:
+    """A client assertion as azure-identity makes one (PS256, ``x5t#S256``), with ``claims``
+    overriding the usual ones (``None`` drops a claim)."""
+    client_id = sb.ready["env"]["ELEVATE_CLIENT_ID"]
+    now = int(time.time())
+    body = {
+        "aud": f"{_root(sb)}/oauth2/v2.0/token",
+        "iss": client_id,
+        "sub": client_id,
+        "jti": secrets.token_hex(8),
+        "nbf": now,
+        "exp": now + 600,
+    } | claims
+    key = serialization.load_pem_private_key(key_pem or cert.private_key_pem.bytes(), None)
+    return jwt.encode(
+        {k: v for k, v in body.items() if v is not None},
+        key,  # type: ignore[arg-type]
+        algorithm="PS256",
+        headers={"x5t#S256": _thumbprint(cert, hashes.SHA256())},
+    )
+
+
+def _assertion_token(sb: ThreadedSandbox, assertion: str) -> requests.Response:
+    return _token(
+        sb,
+        auth=False,
+        client_id=sb.ready["env"]["ELEVATE_CLIENT_ID"],
+        client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion=assertion,
+        grant_type="client_credentials",
+        scope=GRAPH_DEFAULT_SCOPE,
+    )
+
+
+async def test_certificate_credential_with_azure_identity(
+    cert_sandbox: ThreadedSandbox, app_certificate: trustme.LeafCert, tmp_path: Path
+) -> None:
+    """azure-identity's CertificateCredential (PS256, x5t#S256) gets an app token for a
+    registered certificate."""
+    env = cert_sandbox.ready["env"]
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(app_certificate.private_key_and_cert_chain_pem.bytes())
+    credential = CertificateCredential(
+        env["ELEVATE_TENANT_ID"],
+        env["ELEVATE_CLIENT_ID"],
+        certificate_path=str(pem),
+        authority=env["ELEVATE_AUTHORITY_URL"],
+        connection_verify=env["ELEVATE_CA_BUNDLE"],
+        disable_instance_discovery=True,
+    )
+    async with credential:
+        token = await credential.get_token(GRAPH_DEFAULT_SCOPE)
+    claims = _verify(cert_sandbox, token.token, "https://graph.microsoft.com")
+    assert claims["appid"] == env["ELEVATE_CLIENT_ID"]
+    assert "GroupMember.Read.All" in claims["roles"]
+
+
+def test_certificate_credential_with_msal_sha1_thumbprint(
+    cert_sandbox: ThreadedSandbox, app_certificate: trustme.LeafCert
+) -> None:
+    """MSAL given a SHA-1 thumbprint signs RS256 with ``x5t``; that is accepted too."""
+    loaded = x509.load_pem_x509_certificate(app_certificate.cert_chain_pems[0].bytes())
+    credential = {
+        "private_key": app_certificate.private_key_pem.bytes().decode(),
+        "thumbprint": loaded.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - x5t is SHA-1
+    }
+    with msal_app(cert_sandbox, secret=credential) as app:
+        result = app.acquire_token_for_client([GRAPH_DEFAULT_SCOPE])
+    assert "access_token" in result, result
+    assert _verify(cert_sandbox, result["access_token"], "https://graph.microsoft.com")
+
+
+def test_unregistered_certificate_is_refused(
+    sandbox: ThreadedSandbox, app_certificate: trustme.LeafCert
+) -> None:
+    """A well-formed assertion signed with a certificate the app does not have: 401
+    invalid_client, AADSTS700027 naming the thumbprint."""
+    response = _assertion_token(sandbox, _assertion(sandbox, app_certificate))
+    body = _assert_aad_error(response, 401, "invalid_client")
+    assert body["error_codes"] == [700027]
+    assert _thumbprint(app_certificate, hashes.SHA256()) in body["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        ({"exp": int(time.time()) - 3600, "nbf": int(time.time()) - 7200}, 700024),
+        ({"aud": "https://login.example.com/other/oauth2/v2.0/token"}, 50013),
+        ({"iss": "someone-else", "sub": "someone-else"}, 700021),
+        ({"jti": None}, 50027),
+    ],
+    ids=["expired", "wrong-audience", "other-issuer", "no-jti"],
+)
+def test_bad_client_assertions_are_refused(
+    cert_sandbox: ThreadedSandbox,
+    app_certificate: trustme.LeafCert,
+    claims: dict[str, Any],
+    code: int,
+) -> None:
+    """Time range, audience (the tenant's token endpoint), issuer = subject = client id and a
+    jti are checked: each failure is 401 invalid_client with its AADSTS code."""
+    response = _assertion_token(cert_sandbox, _assertion(cert_sandbox, app_certificate, **claims))
+    assert _assert_aad_error(response, 401, "invalid_client")["error_codes"] == [code]
+
+
+def test_assertion_signed_by_another_key_is_refused(
+    cert_sandbox: ThreadedSandbox, app_certificate: trustme.LeafCert
+) -> None:
+    """Naming the registered certificate's thumbprint but signing with another key fails the
+    signature check (AADSTS700027); the same assertion correctly signed is accepted."""
+    other = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
+        "x.test", key_type=trustme.KeyType.RSA
+    )
+    forged = _assertion(cert_sandbox, app_certificate, key_pem=other.private_key_pem.bytes())
+    response = _assertion_token(cert_sandbox, forged)
+    assert _assert_aad_error(response, 401, "invalid_client")["error_codes"] == [700027]
+    genuine = _assertion_token(cert_sandbox, _assertion(cert_sandbox, app_certificate))
+    assert genuine.status_code == 200, genuine.text
