@@ -11,6 +11,7 @@ import contextlib
 import functools
 import gc
 import html
+import re
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from azure.core.exceptions import ClientAuthenticationError
 
 from adapters.logs import configure_logging
 from adapters.notify import FanOutNotifier
@@ -42,6 +44,7 @@ from bot.tracker import Tracker
 log = structlog.get_logger(__name__)
 READY_CACHE_S = 5.0
 _UNLOGGED_PATHS = frozenset({"/healthz", "/metrics"})
+_AADSTS = re.compile(r"AADSTS\d+")
 
 
 class SystemClock:
@@ -328,7 +331,12 @@ class CoreRoutes:
             response = await self.c.clients.http.get(
                 url, headers={"Authorization": f"Bearer {token}"}, timeout=5
             )
-        except Exception as exc:  # any failure means "not ready"; the reason is logged
+        except ClientAuthenticationError as exc:  # Entra refused the app's credential
+            code = _AADSTS.search(str(exc))
+            reason = code.group(0) if code else type(exc).__name__
+            log.warning("readyz.credential_refused", reason=reason)
+            return f"credential refused ({reason})"
+        except Exception as exc:  # any other failure means "not ready"; the reason is logged
             log.warning("readyz.graph_failed", error=type(exc).__name__)
             return "unreachable"
         return "ok" if response.status_code == 200 else f"http {response.status_code}"
