@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import isodate
+from cryptography import x509
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import serialization
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -125,6 +127,29 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
+    @field_validator("client_certificate_path")
+    @classmethod
+    def _certificate(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        pem = _read(value)
+        try:
+            serialization.load_pem_private_key(pem, password=None)
+            x509.load_pem_x509_certificate(pem)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"{value} must be one PEM file holding the app's private key (not "
+                "password-protected) and its certificate"
+            ) from None
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _bundle(cls, value: Path | None) -> Path | None:
+        if value is not None and b"-----BEGIN CERTIFICATE-----" not in _read(value):
+            raise ValueError(f"{value} holds no PEM certificate")
+        return value
+
     @model_validator(mode="after")
     def _mode_requirements(self) -> Settings:
         if self.approval_mode == "entra" and self.token_key is None:
@@ -184,6 +209,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _explain(exc: ValidationError) -> str:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import trustme
 from cryptography.fernet import Fernet
 
 from bot.config import load_settings
@@ -86,3 +87,32 @@ def test_settings_are_frozen_and_secrets_hidden() -> None:
     assert "hunter2" not in repr(s)
     assert s.client_secret is not None
     assert s.client_secret.get_secret_value() == "hunter2"
+
+
+def test_credential_and_ca_files_are_checked_at_start(tmp_path: Path) -> None:
+    """A certificate credential must be a readable PEM file with the key and the certificate,
+    a CA bundle a readable PEM file: otherwise the start stops naming the variable and why."""
+    leaf = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
+        "app.test", key_type=trustme.KeyType.RSA
+    )
+    good = tmp_path / "app.pem"
+    good.write_bytes(leaf.private_key_and_cert_chain_pem.bytes())
+    key_only = tmp_path / "key.pem"
+    key_only.write_bytes(leaf.private_key_pem.bytes())
+    s = load_settings({**BASE, "ELEVATE_CLIENT_CERTIFICATE_PATH": str(good)})
+    assert s.client_certificate_path == good
+    for path, why in (
+        (tmp_path / "missing.pem", "cannot read"),
+        (key_only, "must be one PEM file holding the app's private key"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_settings({**BASE, "ELEVATE_CLIENT_CERTIFICATE_PATH": str(path)})
+        assert caught.value.user_message.startswith("Invalid setting: ELEVATE_CLIENT_CERTIFICATE")
+        assert why in caught.value.user_message
+    with pytest.raises(ConfigError, match=r"ELEVATE_CA_BUNDLE: .* holds no PEM certificate"):
+        load_settings({**BASE, "ELEVATE_CA_BUNDLE": str(key_only)})
+    with pytest.raises(ConfigError, match="ELEVATE_CA_BUNDLE: cannot read"):
+        load_settings({**BASE, "ELEVATE_CA_BUNDLE": str(tmp_path / "none.pem")})
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(leaf.cert_chain_pems[0].bytes())
+    assert load_settings({**BASE, "ELEVATE_CA_BUNDLE": str(ca)}).ca_bundle == ca
