@@ -132,7 +132,8 @@ class ElevateService:
         self.store = store
         self.notifier = notifier
         self.clock = clock
-        self._people = KeyedLocks()
+        self._people = KeyedLocks()  # one person's changes at a time (by principal id)
+        self._decisions = KeyedLocks()  # one decision per request at a time (by request id)
         self.signin = signin
         self.metrics = metrics or Metrics()
         self._policies: Expiring[Policy] = Expiring(POLICY_CACHE_S, POLICY_CACHE_SIZE)
@@ -664,7 +665,21 @@ class ElevateService:
     async def decide(
         self, chat_user: ChatUser, request_id: str, approve: bool, reason: str | None = None
     ) -> RequestView:
-        """Approve or deny as the verified clicker; returns the card's new state."""
+        """Approve or deny as the verified clicker; returns the card's new state.
+
+        Decisions on one request run one at a time, each on the request as it is then: a
+        double click, the same click delivered twice or two approvers at once decide (and
+        advance a stage) once."""
+        tracked = await self._known_request(request_id)
+        approver = await self.identify(
+            chat_user, pending_command=pending_decision(request_id, approve, reason)
+        )
+        async with self._decisions.hold(tracked.request_id):
+            tracked = await self._reload(tracked)
+            return await self._decide(chat_user, tracked, approver, approve, reason)
+
+    async def _known_request(self, request_id: str) -> TrackedRequest:
+        """The tracked request by Elevate's id or Graph's; ``NotFound`` otherwise."""
         tracked = await self.store.get_request(
             request_id
         ) or await self.store.find_request_by_graph_id(request_id)
@@ -672,9 +687,16 @@ class ElevateService:
             raise NotFound(
                 "Elevate does not know this request any more; it may have been cleaned up."
             )
-        approver = await self.identify(
-            chat_user, pending_command=pending_decision(request_id, approve, reason)
-        )
+        return tracked
+
+    async def _decide(
+        self,
+        chat_user: ChatUser,
+        tracked: TrackedRequest,
+        approver: Principal,
+        approve: bool,
+        reason: str | None,
+    ) -> RequestView:
         if tracked.decision is not None or tracked.closed_at is not None:
             if tracked.decided_by_principal_id == approver.id:
                 return self.view(tracked)

@@ -18,6 +18,7 @@ from msgraph.generated.models.access_package_request_type import AccessPackageRe
 
 from bot.errors import AlreadyDecided, NotAllowed, SignInRequired
 from sandbox.server import ThreadedSandbox
+from sandbox.tenant import demo_tenant
 from tests.integration.bot_harness import BotHarness, start_bot
 from tests.integration.conftest import (
     StaticTokenCredential,
@@ -386,3 +387,50 @@ async def test_an_approval_clicked_before_signing_in_runs_after_the_sign_in(
         assert stored.decision == "approved"
         assert stored.decided_by_principal_id == bob_id
         await bot.wait_for(lambda: bool(bot.notifier.notices_to(bot.user_id(ALICE), "approved")))
+
+
+async def test_concurrent_clicks_on_a_two_stage_request_advance_one_stage(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """Stage 1's approvers click at the same moment (Bob twice, Carol once): the request moves
+    to stage 2 once, one decision is audited, the manager gets one card, nothing is granted."""
+    tenant = demo_tenant()
+    stages = tenant.assignment_policies[0]["requestApprovalSettings"]["stages"]
+    stages.append(
+        {
+            **stages[0],
+            "primaryApprovers": [
+                {"@odata.type": "#microsoft.graph.requestorManager", "managerLevel": 1}
+            ],
+            "fallbackPrimaryApprovers": [],
+        }
+    )
+    sandbox = make_sandbox(tenant)
+    async with start_bot(sandbox, tmp_path, mode="bot") as bot:
+        reply = await bot.service.run_command(bot.slack_user(ALICE), "request-admin 1h drivers")
+        assert reply.kind == "ok", reply.text
+        tracked = await bot.components.store.find_open_request_for(bot.user_id(ALICE))
+        assert tracked is not None
+        results = await asyncio.gather(
+            bot.service.decide(bot.slack_user(BOB), tracked.request_id, True, "ok"),
+            bot.service.decide(bot.slack_user(BOB), tracked.request_id, True, "ok"),
+            bot.service.decide(bot.slack_user(CAROL), tracked.request_id, True, "fine"),
+            return_exceptions=True,
+        )
+        advanced = [r for r in results if not isinstance(r, BaseException)]
+        assert [v.state for v in advanced] == ["stage-approved"], results
+        assert all(isinstance(r, NotAllowed) for r in results if isinstance(r, BaseException))
+        after = await bot.components.store.get_request(tracked.request_id)
+        assert after is not None
+        assert after.stage_index == 1
+        assert after.decision is None
+        since = tracked.created_at - timedelta(minutes=1)
+        audited = [e for e in await bot.components.store.list_audit(since) if e.action == "approve"]
+        assert len(audited) == 1
+        dave_cards = [
+            c
+            for c in bot.notifier.cards_for(tracked.request_id)
+            if c.ref.recipient_id == bot.user_id(DAVE)
+        ]
+        assert len(dave_cards) == 1
+        assert graph_requests(sandbox) == []
