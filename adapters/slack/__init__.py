@@ -5,7 +5,7 @@
 buttons and modals), registers the ``SlackNotifier`` with the fan-out notifier, and closes its
 background work and HTTP session when the server stops.  Modules:
 
-- ``app``       — bolt app, background work, locks, the one error handler;
+- ``app``       — bolt app, background work, the one error handler;
 - ``handlers``  — the listeners and the jobs they start after acking;
 - ``payloads``  — pure parsing of Slack payloads;
 - ``people``    — users.info / conversations.open / users.lookupByEmail with caches;

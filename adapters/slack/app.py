@@ -1,6 +1,6 @@
 """The Slack front end's plumbing: the bolt ``AsyncApp`` behind ``POST /slack/events``, the
-background work after each ack (tracked, finished or cancelled at shutdown), per-user locks, and
-the front end's one error handler.
+background work after each ack (tracked, finished or cancelled at shutdown) and the front end's
+one error handler.  One person's changes and one request's decisions are ordered by the core.
 
 Every request is verified by bolt (signature and a timestamp within five minutes, else 401 and
 nothing runs).  Listeners only parse and ``ack()``; anything that may call Graph runs after the
@@ -10,7 +10,6 @@ acks (``SlackFrontEnd.spawn`` → ``adapters.background.AfterAnswers``) and answ
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ssl
 from collections.abc import Coroutine
@@ -33,7 +32,6 @@ from adapters.slack.people import SlackPeople
 from bot.config import Settings
 from bot.errors import ElevateError, SignInRequired
 from bot.graph.trust import ssl_context as trust_context
-from bot.locks import KeyedLocks
 from bot.ports import Reply
 from bot.service import GENERIC_ERROR, ElevateService
 from cards import slack as blocks
@@ -70,7 +68,6 @@ class SlackFrontEnd:
         self.people = people
         self.notifier = notifier
         self.tasks = AfterAnswers()
-        self.locks = KeyedLocks()
         self.shutdown_grace = SHUTDOWN_GRACE_S
         # process_before_response: listeners only ack and schedule work, so the ack is the
         # listener's end and bolt need not poll for it (its default runner sleeps 10 ms steps).
@@ -109,10 +106,6 @@ class SlackFrontEnd:
             return web.Response(status=401)
         log.info("slack.retry_ignored", retry=retry)
         return web.Response(status=200)
-
-    def lock(self, sender: Sender) -> contextlib.AbstractAsyncContextManager[None]:
-        """Serialise one Slack user's work (two identical commands can't both create)."""
-        return self.locks.hold(f"{sender.team_id}:{sender.user_id}")
 
     def spawn(
         self, work: Coroutine[Any, Any, None], *, sender: Sender, response_url: str, what: str

@@ -152,9 +152,8 @@ class SlackWork:
     async def run(self, cmd: SlashCommand, command: Command, text: str) -> None:
         """Run a parsed command as the sender; answer ephemerally, and DM request changes."""
         front = self.front
-        async with front.lock(cmd.sender):
-            user = await front.people.chat_user(cmd.sender)
-            reply = await front.service.run(user, command, raw_text=text)
+        user = await front.people.chat_user(cmd.sender)
+        reply = await front.service.run(user, command, raw_text=text)
         dm_kind = _DM_KIND.get(type(command))
         if dm_kind and reply.kind == "ok" and reply.view is not None:
             # A request made or withdrawn is told in the DM (kept), not only ephemerally.
@@ -171,9 +170,8 @@ class SlackWork:
         opened = await front.client.views_open(
             trigger_id=cmd.trigger_id, view=blocks.loading_modal()
         )
-        async with front.lock(cmd.sender):
-            user = await front.people.chat_user(cmd.sender)
-            reply = await front.service.run(user, RequestForm(), raw_text="request-admin")
+        user = await front.people.chat_user(cmd.sender)
+        reply = await front.service.run(user, RequestForm(), raw_text="request-admin")
         if reply.kind == "form":
             context = FormContext(
                 reply.max_duration, reply.justification_required, cmd.response_url
@@ -203,19 +201,17 @@ class SlackWork:
     ) -> None:
         """Approve or deny as the verified clicker; the core updates every copy of the card."""
         front = self.front
-        async with front.lock(sender):
-            user = await front.people.chat_user(sender)
-            await front.service.decide(user, request_id, approve, reason)
+        user = await front.people.chat_user(sender)
+        await front.service.decide(user, request_id, approve, reason)
 
     async def holder(self, click: ButtonClick, extend: timedelta | None) -> None:
         """An expiry notice's Extend (by ``extend``) or Release now, on the assignment the
         button names; the core checks that the clicker holds it."""
         front = self.front
         assignment_id = click.subject.subject_id
-        async with front.lock(click.sender):
-            user = await front.people.chat_user(click.sender)
-            if extend is not None:
-                reply = await front.service.extend_assignment(user, assignment_id, extend)
-            else:
-                reply = await front.service.release_assignment(user, assignment_id)
+        user = await front.people.chat_user(click.sender)
+        if extend is not None:
+            reply = await front.service.extend_assignment(user, assignment_id, extend)
+        else:
+            reply = await front.service.release_assignment(user, assignment_id)
         await front.tell(click.sender, click.response_url, reply)

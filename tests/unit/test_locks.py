@@ -1,4 +1,4 @@
-"""Per-user locks (bot/locks.py), as the Slack front end uses them."""
+"""Keyed locks (bot/locks.py): the core orders one person's changes and one request's decisions."""
 
 from __future__ import annotations
 
