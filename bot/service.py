@@ -496,11 +496,10 @@ class ElevateService:
             bot_pending=bot_pending,
             now=now,
         )
-        await self.store.add_audit(
-            action="request",
-            actor_principal_id=principal.id,
-            actor_display=principal.display_name,
-            platform=str(chat_user.platform),
+        await self._audit_act(
+            "request",
+            principal,
+            chat_user,
             request_id=tracked.request_id,
             assignment_id=assignment_id,
             target_principal_id=principal.id,
@@ -786,11 +785,10 @@ class ElevateService:
         now: datetime,
     ) -> None:
         """Audit and count a decision that took effect (never a losing double click)."""
-        await self.store.add_audit(
-            action="approve" if approve else "deny",
-            actor_principal_id=approver.id,
-            actor_display=approver.display_name,
-            platform=str(chat_user.platform),
+        await self._audit_act(
+            "approve" if approve else "deny",
+            approver,
+            chat_user,
             request_id=tracked.request_id,
             target_principal_id=tracked.requester_principal_id,
             detail={"reason": reason, "stage": tracked.stage_index},
@@ -798,6 +796,18 @@ class ElevateService:
         )
         self.metrics.decisions.labels("approved" if approve else "denied").inc()
         self.metrics.decision_latency.observe((now - tracked.created_at).total_seconds())
+
+    async def _audit_act(
+        self, action: str, actor: Principal, chat_user: ChatUser, **fields: Any
+    ) -> None:
+        """An audit row for something ``actor`` did from a chat."""
+        await self.store.add_audit(
+            action=action,
+            actor_principal_id=actor.id,
+            actor_display=actor.display_name,
+            platform=str(chat_user.platform),
+            **fields,
+        )
 
     def _already_text(self, tracked: TrackedRequest) -> str:
         if tracked.decision is not None:
@@ -1054,11 +1064,10 @@ class ElevateService:
             await self.update_all_cards(tracked, view)
 
         await self.send_once(tracked.request_id, "outcome:canceled", send)
-        await self.store.add_audit(
-            action="cancel",
-            actor_principal_id=principal.id,
-            actor_display=principal.display_name,
-            platform=str(chat_user.platform),
+        await self._audit_act(
+            "cancel",
+            principal,
+            chat_user,
             request_id=tracked.request_id,
             at=now,
         )
@@ -1275,11 +1284,10 @@ class ElevateService:
             ) from exc
         now = self.clock.now()
         await self.stop_watching(active, "released")
-        await self.store.add_audit(
-            action="release",
-            actor_principal_id=principal.id,
-            actor_display=principal.display_name,
-            platform=str(chat_user.platform),
+        await self._audit_act(
+            "release",
+            principal,
+            chat_user,
             assignment_id=active.id,
             target_principal_id=principal.id,
             detail={"end": active.end.isoformat() if active.end else None},
