@@ -35,7 +35,7 @@ from bot.graph.clients import GraphClients
 from bot.graph.entitlements import GraphDirectory, GraphEntitlements
 from bot.leader import LEADER_LOCK_KEY, Leader
 from bot.metrics import Metrics
-from bot.ports import Notice, Notifier
+from bot.ports import Notifier
 from bot.service import GENERIC_ERROR, ElevateService, ServiceConfig
 from bot.signin import SignIn, SignInResult
 from bot.store import SqlStore
@@ -296,9 +296,7 @@ class CoreRoutes:
                 await self.on_resumed(result, reply)
             else:
                 await self.c.notifier.notify_user(
-                    result.principal,
-                    Notice(kind=reply.kind, text=reply.text, view=reply.view, facts=reply.facts),
-                    result.chat_user,
+                    result.principal, reply.as_notice(), result.chat_user
                 )
         except Exception:  # a background task: log, never lose silently
             log.exception("signin.resume_failed")

@@ -149,6 +149,21 @@ class Reply:
     justification_required: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
+    def as_notice(self) -> Notice:
+        """This answer delivered as a message (after a sign-in, or kept in the DM): a request
+        just sent is a ``submitted`` notice with its Cancel button."""
+        view = self.view
+        if self.kind == "ok" and view is not None and view.state == "pending":
+            return Notice(
+                kind="submitted",
+                text=self.text,
+                view=view,
+                facts=self.facts,
+                actions=("cancel",),
+                subject_id=view.request_id,
+            )
+        return Notice(kind=self.kind, text=self.text, view=view, facts=self.facts)
+
 
 class Notifier(Protocol):
     """One chat platform's outbound side (or a fan-out over several)."""

@@ -655,7 +655,7 @@ class ElevateService:
         verb = "approved" if approve else "denied"
         return Reply(
             kind="ok",
-            text=f"Done: you {verb} {view.requester.label}'s request.",
+            text=f"You {verb} {view.requester.label}'s request.",
             view=view,
         )
 

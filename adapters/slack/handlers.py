@@ -12,6 +12,7 @@ background job that calls the core and renders its answer.
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from bot.commands import (
     parse,
 )
 from bot.errors import UsageError
-from bot.ports import Notice, Reply
+from bot.ports import Reply
 from cards import actions
 from cards import slack as blocks
 
@@ -156,8 +157,9 @@ class SlackWork:
         reply = await front.service.run(user, command, raw_text=text)
         dm_kind = _DM_KIND.get(type(command))
         if dm_kind and reply.kind == "ok" and reply.view is not None:
-            # A request made or withdrawn is told in the DM (kept), not only ephemerally.
-            notice = Notice(kind=dm_kind, text=reply.text, view=reply.view)
+            # A request made (with its Cancel button) or withdrawn is told in the DM (kept),
+            # not only ephemerally.
+            notice = replace(reply.as_notice(), kind=dm_kind)
             await front.notifier.dm(cmd.sender.user_id, notice)
             if cmd.channel_id == await front.people.dm_channel(cmd.sender.user_id):
                 return  # typed in that DM: the message just posted is the answer

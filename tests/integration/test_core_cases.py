@@ -381,7 +381,7 @@ async def test_an_approval_clicked_before_signing_in_runs_after_the_sign_in(
         await bot.wait_for(lambda: bool(bot.notifier.notices_to(bob_id)), track=False)
         done = bot.notifier.notices_to(bob_id)[0]
         assert done.kind == "ok"
-        assert "you approved Alice Requester's request" in done.text
+        assert "You approved Alice Requester's request" in done.text
         stored = await bot.components.store.get_request(request_id)
         assert stored is not None
         assert stored.decision == "approved"

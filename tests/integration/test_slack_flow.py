@@ -194,6 +194,38 @@ async def test_status_and_cancel(
         await check_everything(bot)
 
 
+async def test_the_request_message_cancels_with_its_button(
+    make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    """The DM saying the request was sent (here: after a sign-in) has "Cancel request";
+    clicking it withdraws the request and updates every card; a second click is told there is
+    nothing left to cancel."""
+    sandbox = make_sandbox()
+    async with start_slack_bot(sandbox, tmp_path) as bot:
+        await _request_via_signin(bot)
+
+        async def cards_posted() -> bool:
+            return len(await _cards(bot)) == 3
+
+        await bot.wait_for(cards_posted)
+        sent = next(m for m in await bot.received(ALICE) if "Request sent" in all_text(m))
+        assert not sent["ephemeral"]
+        assert action_ids(sent) == [actions.CANCEL]
+
+        assert (await bot.click(ALICE, sent, actions.CANCEL))["status"] == 200
+        await bot.settle()
+        assert await _has(bot, ALICE, "Your request was cancelled")
+        for card in await _cards(bot):
+            assert action_ids(card) == []
+            assert "Cancelled by the requester" in all_text(card)
+        assert await bot.components.store.find_open_request_for(bot.user_id(ALICE)) is None
+
+        assert (await bot.click(ALICE, sent, actions.CANCEL))["status"] == 200
+        await bot.settle()
+        assert await _has(bot, ALICE, "You have no pending request to cancel")
+        await check_everything(bot)
+
+
 async def test_help_and_usage_errors_are_answered_in_the_ack(
     make_sandbox: Callable[..., ThreadedSandbox], tmp_path: Path
 ) -> None:

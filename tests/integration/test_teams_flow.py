@@ -91,6 +91,9 @@ async def test_request_signs_in_resumes_and_approval_updates_every_copy(bot: Tea
     assert link.startswith(bot.url + "/auth/start?")
     assert (await bot.sign_in(link, as_upn=ALICE)).status_code == 200
     await bot.wait_for(lambda: has_text(bot, ALICE, "Request sent"), track=False)
+    resumed = card_of((await bot.cards_to(ALICE))[-1])
+    assert "Request sent" in texts(resumed)
+    assert find_action(resumed, actions.CANCEL)  # as on a request made when signed in
 
     cards = await request_cards(bot)
     bob_card = card_of(cards[BOB])
@@ -104,7 +107,7 @@ async def test_request_signs_in_resumes_and_approval_updates_every_copy(bot: Tea
     assert "sign in" in texts(first).lower()
     assert find_action(first, actions.APPROVE)
     assert (await bot.sign_in(open_url(first), as_upn=BOB)).status_code == 200
-    await bot.wait_for(lambda: has_text(bot, BOB, "you approved Alice Requester"), track=False)
+    await bot.wait_for(lambda: has_text(bot, BOB, "You approved Alice Requester"), track=False)
 
     # Clicking again (the card he still sees) shows the decision, made once.
     approved = invoke_card(await bot.click(BOB, cards[BOB], actions.APPROVE))

@@ -232,3 +232,21 @@ def test_human_duration() -> None:
 def test_escape_round_trips_any_single_line_text(text: str) -> None:
     """Whatever a user types on one line, unescaping the card text gives it back."""
     assert unescape(escape(text)) == text.strip()
+
+
+def test_a_request_sent_after_a_sign_in_looks_like_one_sent_at_once() -> None:
+    """A reply delivered later as a message (Reply.as_notice) keeps "Request sent" and its
+    Cancel button; other replies keep their kind and get no buttons."""
+    pending = Reply(kind="ok", text="Request sent.", view=_view())
+    notice = pending.as_notice()
+    assert (notice.kind, notice.actions, notice.subject_id) == (
+        "submitted",
+        ("cancel",),
+        _view().request_id,
+    )
+    card = notice_card(notice)
+    assert "Request sent" in str(card["body"][0])
+    assert actions.CANCEL in _buttons(card)
+    info = Reply(kind="info", text="Nothing pending.", view=_view()).as_notice()
+    assert (info.kind, info.actions) == ("info", ())
+    assert _buttons(notice_card(info)) == {}
