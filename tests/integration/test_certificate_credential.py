@@ -55,7 +55,7 @@ async def test_entra_mode_runs_on_a_certificate_alone(
 
         alice_id = bot.user_id(ALICE)
         await bot.wait_for(lambda: bool(bot.notifier.notices_to(alice_id)), track=False)
-        assert bot.notifier.notices_to(alice_id)[0].kind == "ok"
+        assert bot.notifier.notices_to(alice_id)[0].kind == "submitted"
         tracked = await bot.components.store.find_open_request_for(alice_id)
         assert tracked is not None
         assert tracked.justification == "certificate check"

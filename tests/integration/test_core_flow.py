@@ -42,7 +42,8 @@ async def test_entra_mode_request_approve_grant_and_status(
         alice_id = bot.user_id(ALICE)
         await bot.wait_for(lambda: bool(bot.notifier.notices_to(alice_id)), track=False)
         resumed = bot.notifier.notices_to(alice_id)[0]
-        assert resumed.kind == "ok"
+        assert resumed.kind == "submitted"  # as a request made when signed in: with Cancel
+        assert resumed.actions == ("cancel",)
         assert "2h" in resumed.text
 
         tracked = await bot.components.store.find_open_request_for(alice_id)
