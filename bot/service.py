@@ -711,10 +711,23 @@ class ElevateService:
         )
         if stage is not None and stage.approver_justification_required and not reason:
             raise PolicyViolation("The policy requires a reason for this decision. Please add one.")
-        if self.config.mode is ApprovalMode.ENTRA or not tracked.bot_pending:
-            final = await self._decide_in_entra(tracked, approver, approve, reason)
-        else:
-            final = await self._decide_in_bot(tracked, policy, approver, approve)
+        try:
+            if self.config.mode is ApprovalMode.ENTRA or not tracked.bot_pending:
+                final = await self._decide_in_entra(tracked, policy, approver, approve, reason)
+            else:
+                final = await self._decide_in_bot(tracked, policy, approver, approve)
+        except NotAllowed:
+            # Not an approver of the current stage: the second click of someone who approved
+            # the stage before (a double click) shows the request as it is, without an error.
+            earlier = await self._stage_approved_by(tracked, approver)
+            if earlier is None:
+                raise
+            return replace(
+                self.view(tracked, stage_count=len(policy.stages)),
+                state="stage-approved",
+                decided_by=approver.display_name,
+                decided_at=earlier,
+            )
         now = self.clock.now()
         if not final:  # an earlier stage approved: the next stage's approvers get cards
             await self._audit_decision(chat_user, tracked, approver, approve, reason, now)
@@ -809,6 +822,22 @@ class ElevateService:
             **fields,
         )
 
+    async def _stage_approved_by(
+        self, tracked: TrackedRequest, approver: Principal
+    ) -> datetime | None:
+        """When ``approver`` approved the stage before the request's current one, if they did."""
+        if tracked.stage_index == 0:
+            return None
+        for event in await self.store.request_audit(tracked.request_id, tracked.created_at):
+            stage = (event.detail or {}).get("stage")
+            if (
+                event.action == "approve"
+                and event.actor_principal_id == approver.id
+                and stage == tracked.stage_index - 1
+            ):
+                return event.at
+        return None
+
     def _already_text(self, tracked: TrackedRequest) -> str:
         if tracked.decision is not None:
             who = tracked.decided_by_display_name or "another approver"
@@ -822,9 +851,16 @@ class ElevateService:
         return fresh
 
     async def _decide_in_entra(
-        self, tracked: TrackedRequest, approver: Principal, approve: bool, reason: str
+        self,
+        tracked: TrackedRequest,
+        policy: Policy,
+        approver: Principal,
+        approve: bool,
+        reason: str,
     ) -> bool:
-        """PATCH the current stage as the approver; True when the decision is final."""
+        """PATCH the current stage as the approver; True when the decision is final (a denial,
+        or an approval of the policy's last stage: Graph lists a stage once it has started, so
+        the policy, not the list, says how many there are)."""
         graph_id = tracked.graph_request_id or tracked.request_id
         try:
             stages = await self.entitlements.approval_stages(approver.id, graph_id)
@@ -855,8 +891,7 @@ class ElevateService:
                 )
                 raise AlreadyDecided(f"This request was already {verb} by {who}.") from exc
             raise
-        is_last = current is stages[-1] or not approve
-        return is_last
+        return not approve or stages.index(current) >= len(policy.stages) - 1
 
     async def _decide_in_bot(
         self, tracked: TrackedRequest, policy: Policy, approver: Principal, approve: bool

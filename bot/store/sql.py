@@ -960,6 +960,17 @@ class SqlStore:
         async with self._begin() as session:
             return [_audit_event(row) for row in await session.scalars(stmt)]
 
+    async def request_audit(self, request_id: str, since: datetime) -> list[AuditEvent]:
+        """The audit events of one request, oldest first; ``since`` (its creation) bounds the
+        search by the indexed time."""
+        stmt = (
+            select(AuditEventRow)
+            .where(AuditEventRow.at >= _utc(since, "since"), AuditEventRow.request_id == request_id)
+            .order_by(AuditEventRow.at, AuditEventRow.id)
+        )
+        async with self._begin() as session:
+            return [_audit_event(row) for row in await session.scalars(stmt)]
+
     # -- notices, in bulk (the expiry loop reads a page of assignments at a time) --------------
 
     async def get_notices(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Notice]:

@@ -588,6 +588,23 @@ async def test_each_audit_event_is_also_one_log_line_without_its_detail(store: S
     assert "not on a Friday" not in str(line)
 
 
+async def test_one_requests_audit_events_in_time_order(store: SqlStore) -> None:
+    """request_audit: that request's events from ``since`` on, oldest first; no others."""
+    await store.add_audit(action="request", request_id="req-1", at=T0)
+    approve = await store.add_audit(
+        action="approve", request_id="req-1", detail={"stage": 0}, at=T0 + timedelta(minutes=3)
+    )
+    await store.add_audit(action="approve", request_id="req-2", at=T0 + timedelta(minutes=4))
+    grant = await store.add_audit(action="grant", request_id="req-1", at=T0 + timedelta(minutes=5))
+    assert await store.request_audit("req-1", T0 + timedelta(minutes=1)) == [approve, grant]
+    assert [e.action for e in await store.request_audit("req-1", T0)] == [
+        "request",
+        "approve",
+        "grant",
+    ]
+    assert await store.request_audit("req-3", T0) == []
+
+
 async def test_audit_events_are_appended_and_listed_since_in_time_order(store: SqlStore) -> None:
     """Audit events come back from a given time on, oldest first, with their detail."""
     await store.add_audit(action="request", actor_principal_id="oid-alice", at=T0)
