@@ -876,7 +876,14 @@ class ElevateService:
         try:
             await self.entitlements.decide_stage(approver.id, graph_id, current.id, approve, reason)
         except GraphForbidden as exc:
-            raise NotAllowed("You are not an approver of this request.", detail=exc.detail) from exc
+            position = stages.index(current)
+            text = (
+                f"You are not an approver of this request's current stage "
+                f"({position + 1} of {len(policy.stages)})."
+                if position > 0
+                else "You are not an approver of this request."
+            )
+            raise NotAllowed(text, detail=exc.detail) from exc
         except GraphRejected as exc:
             if exc.status == 409:
                 again = await self.entitlements.approval_stages(approver.id, graph_id)
@@ -903,6 +910,11 @@ class ElevateService:
         approvers = await resolve_stage(self.directory, stage, tracked.requester_principal_id)
         if not approvers.contains(approver.id):
             names = ", ".join(p.display_name for p in approvers.approvers) or "nobody"
+            if stage.index > 0:
+                raise NotAllowed(
+                    f"This request is at stage {stage.index + 1} of {len(policy.stages)}, "
+                    f"which only {names} can decide."
+                )
             raise NotAllowed(f"Only this request's approvers can decide it ({names}).")
         return not approve or stage.index >= len(policy.stages) - 1
 

@@ -437,8 +437,11 @@ async def test_concurrent_clicks_on_a_two_stage_request_advance_one_stage(
         assert len(dave_cards) == 1
         assert graph_requests(sandbox) == []
 
-        with pytest.raises(NotAllowed, match="Dave Manager"):
+        with pytest.raises(NotAllowed) as caught:
             await bot.service.decide(bot.slack_user(CAROL), tracked.request_id, True, "fine")
+        assert caught.value.user_message == (
+            "This request is at stage 2 of 2, which only Dave Manager can decide."
+        )
 
 
 async def test_entra_mode_second_click_on_a_two_stage_request_shows_it_without_error(
@@ -464,6 +467,12 @@ async def test_entra_mode_second_click_on_a_two_stage_request_shows_it_without_e
             )
         )
         assert not bot.notifier.notices_to(bot.user_id(ALICE), "approved-pending")
+        await sign_in(bot, CAROL)
+        with pytest.raises(NotAllowed) as caught:
+            await bot.service.decide(bot.slack_user(CAROL), request_id, True, "late")
+        assert caught.value.user_message == (
+            "You are not an approver of this request's current stage (2 of 2)."
+        )
 
         await sign_in(bot, DAVE)
         final = await bot.service.decide(bot.slack_user(DAVE), request_id, True, "fine")
