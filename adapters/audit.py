@@ -66,6 +66,9 @@ def summary(event: AuditEvent) -> str:
         return f"{who} requested {what + ' ' if what else ''}{duration}{why}".strip()
     if event.action in ("approve", "deny"):
         verb = "approved" if event.action == "approve" else "denied"
+        stages, stage = detail.get("stages"), detail.get("stage")
+        if isinstance(stages, int) and isinstance(stage, int) and stages > 1:
+            verb += f" stage {stage + 1} of {stages}"
         reason = f": {detail['reason']}" if detail.get("reason") else ""
         return f"{who} {verb}{reason}"
     if event.action == "grant":

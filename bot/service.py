@@ -730,7 +730,9 @@ class ElevateService:
             )
         now = self.clock.now()
         if not final:  # an earlier stage approved: the next stage's approvers get cards
-            await self._audit_decision(chat_user, tracked, approver, approve, reason, now)
+            await self._audit_decision(
+                chat_user, tracked, approver, approve, reason, now, len(policy.stages)
+            )
             tracked = await self.store.update_request_state(
                 tracked.request_id,
                 tracked.last_known_state,
@@ -763,7 +765,9 @@ class ElevateService:
             if tracked.decided_by_principal_id == approver.id:
                 return self.view(tracked)
             raise AlreadyDecided(self._already_text(tracked))
-        await self._audit_decision(chat_user, tracked, approver, approve, reason, now)
+        await self._audit_decision(
+            chat_user, tracked, approver, approve, reason, now, len(policy.stages)
+        )
         view = self.view(tracked, stage_count=len(policy.stages))
         await self.update_all_cards(tracked, view)
         if approve:
@@ -796,6 +800,7 @@ class ElevateService:
         approve: bool,
         reason: str,
         now: datetime,
+        stage_count: int,
     ) -> None:
         """Audit and count a decision that took effect (never a losing double click)."""
         await self._audit_act(
@@ -804,7 +809,7 @@ class ElevateService:
             chat_user,
             request_id=tracked.request_id,
             target_principal_id=tracked.requester_principal_id,
-            detail={"reason": reason, "stage": tracked.stage_index},
+            detail={"reason": reason, "stage": tracked.stage_index, "stages": stage_count},
             at=now,
         )
         self.metrics.decisions.labels("approved" if approve else "denied").inc()
