@@ -18,13 +18,13 @@ class Metrics:
         )
         self.decisions = Counter(
             "elevate_decisions",
-            "Approval decisions by outcome",
+            "Approval decisions by outcome (approved, denied, stage-approved)",
             ["outcome"],
             registry=self.registry,
         )
         self.decision_latency = Histogram(
             "elevate_decision_latency_seconds",
-            "Time from request to decision",
+            "Time from request to its final decision",
             buckets=(10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
             registry=self.registry,
         )

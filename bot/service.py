@@ -812,8 +812,11 @@ class ElevateService:
             detail={"reason": reason, "stage": tracked.stage_index, "stages": stage_count},
             at=now,
         )
-        self.metrics.decisions.labels("approved" if approve else "denied").inc()
-        self.metrics.decision_latency.observe((now - tracked.created_at).total_seconds())
+        final = not approve or tracked.stage_index >= stage_count - 1
+        outcome = "denied" if not approve else "approved" if final else "stage-approved"
+        self.metrics.decisions.labels(outcome).inc()
+        if final:  # the time to the request's decision, not to an earlier stage's
+            self.metrics.decision_latency.observe((now - tracked.created_at).total_seconds())
 
     async def _audit_act(
         self, action: str, actor: Principal, chat_user: ChatUser, **fields: Any

@@ -430,6 +430,11 @@ async def test_concurrent_clicks_on_a_two_stage_request_advance_one_stage(
         since = tracked.created_at - timedelta(minutes=1)
         audited = [e for e in await bot.components.store.list_audit(since) if e.action == "approve"]
         assert [summary(e) for e in audited] == ["Bob Approver approved stage 1 of 2: ok"]
+        registry = bot.components.metrics.registry
+        for outcome, count in (("stage-approved", 1.0), ("approved", None)):
+            sample = registry.get_sample_value("elevate_decisions_total", {"outcome": outcome})
+            assert sample == count
+        assert registry.get_sample_value("elevate_decision_latency_seconds_count") == 0.0
         dave_cards = [
             c
             for c in bot.notifier.cards_for(tracked.request_id)
