@@ -54,18 +54,23 @@ class FanOutNotifier:
 
     async def notify_user(
         self, user: Principal, notice: Notice, chat_user: ChatUser | None = None
-    ) -> None:
-        """On the platform the user wrote from; when unknown, on every platform."""
+    ) -> CardRef | None:
+        """On the platform the user wrote from; when unknown, on every platform.  Where it
+        landed (the first platform's message)."""
         targets = (
             [chat_user.platform]
             if chat_user is not None and chat_user.platform in self._by_platform
             else list(self._by_platform)
         )
+        landed: CardRef | None = None
         for platform in targets:
             try:
-                await self._by_platform[platform].notify_user(user, notice, chat_user)
+                ref = await self._by_platform[platform].notify_user(user, notice, chat_user)
             except Exception:
                 log.exception("notify.user_failed", platform=str(platform), kind=notice.kind)
+                continue
+            landed = landed or ref
+        return landed
 
     async def notify_admins(self, notice: Notice) -> None:
         """Every platform's admin channel."""

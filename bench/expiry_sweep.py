@@ -76,9 +76,10 @@ class CountingNotifier:
 
     async def notify_user(
         self, user: Principal, notice: Notice, chat_user: ChatUser | None = None
-    ) -> None:
+    ) -> CardRef | None:
         """Count a DM."""
         self.user_notices += 1
+        return None
 
     async def notify_admins(self, notice: Notice) -> None:
         """Count an admin post."""

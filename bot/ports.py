@@ -178,8 +178,9 @@ class Notifier(Protocol):
 
     async def notify_user(
         self, user: Principal, notice: Notice, chat_user: ChatUser | None = None
-    ) -> None:
-        """Tell a person something in their direct chat."""
+    ) -> CardRef | None:
+        """Tell a person something in their direct chat; where the message landed (so it can
+        be updated later), when it was posted."""
 
     async def notify_admins(self, notice: Notice) -> None:
         """Post to the admin channel(s)."""

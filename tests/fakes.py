@@ -51,9 +51,10 @@ class FakeNotifier:
 
     async def notify_user(
         self, user: Principal, notice: Notice, chat_user: ChatUser | None = None
-    ) -> None:
-        """Record a direct message."""
+    ) -> CardRef | None:
+        """Record a direct message (not updatable: no place)."""
         self.user_notices.append((user, notice, chat_user))
+        return None
 
     async def notify_admins(self, notice: Notice) -> None:
         """Record an admin-channel notice."""

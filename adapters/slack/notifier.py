@@ -88,7 +88,9 @@ class SlackNotifier:
                     channel=ref.conversation_id,
                     ts=ref.message_id,
                     text=blocks.approval_text(view),
-                    blocks=blocks.approval_blocks(view, actionable=view.state == "pending"),
+                    blocks=blocks.approval_blocks(
+                        view, actionable=view.state == "pending" and ref.purpose == "approval"
+                    ),
                 )
             except SlackApiError as exc:
                 log.warning(
@@ -100,22 +102,24 @@ class SlackNotifier:
 
     async def notify_user(
         self, user: Principal, notice: Notice, chat_user: ChatUser | None = None
-    ) -> None:
+    ) -> CardRef | None:
         """A DM to the person (the Slack user they wrote as, else found by link or email)."""
         member = await self._people.member_for(user, chat_user)
         if member is None:
             log.info("slack.user_not_in_slack", kind=notice.kind)
-            return
-        await self.dm(member, notice)
+            return None
+        return await self.dm(member, notice)
 
-    async def dm(self, member: str, notice: Notice) -> None:
-        """Post ``notice`` in the bot's DM with ``member``."""
-        await self._client.chat_postMessage(
-            channel=await self._people.dm_channel(member),
+    async def dm(self, member: str, notice: Notice) -> CardRef:
+        """Post ``notice`` in the bot's DM with ``member``; where it landed."""
+        channel = await self._people.dm_channel(member)
+        posted = await self._client.chat_postMessage(
+            channel=channel,
             text=blocks.notice_text(notice),
             blocks=blocks.notice_blocks(notice),
             unfurl_links=False,
         )
+        return CardRef(Platform.SLACK, str(posted.get("channel") or channel), str(posted["ts"]))
 
     async def notify_admins(self, notice: Notice) -> None:
         """A post in the admin channel, when one is configured."""

@@ -26,10 +26,9 @@ from adapters.teams import payloads
 from adapters.teams.adapter import RAW_ACTIVITY
 from adapters.teams.notifier import Conversations, TeamsNotifier, card_activity
 from bot.commands import Cancel, RequestAdmin, format_duration
-from bot.domain import ChatUser, RequestView
+from bot.domain import ChatUser, Platform, RequestView
 from bot.errors import ElevateError, SignInRequired
-from bot.locks import KeyedLocks
-from bot.ports import Reply
+from bot.ports import CardRef, Reply
 from bot.service import GENERIC_ERROR, ElevateService
 from bot.store import SqlStore
 from cards import actions
@@ -75,7 +74,6 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
         self.conversations = conversations
         self.notifier = notifier
         self.tenant_id = tenant_id
-        self._decisions = KeyedLocks()
 
     # --- every turn ---------------------------------------------------------------------------
 
@@ -166,17 +164,16 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
         reason = payloads.read_reason(action.inputs)
         if not approve and not reason:
             return deny_reason_card(view, error="Please give a reason for denying.")
-        async with self._decisions.hold(request_id):
-            try:
-                decided = await self.service.decide(user, request_id, approve, reason or None)
-            except SignInRequired as exc:
-                return approval_card(
-                    view, own, actionable=True, message=exc.user_message, signin_url=exc.url
-                )
-            except ElevateError as exc:
-                log.info("teams.decision_refused", request=request_id, error=type(exc).__name__)
-                current = await self._current_view(request_id) or view
-                return approval_card(current, own, actionable=True, message=exc.user_message)
+        try:  # the core decides one request's clicks one at a time (a double click: once)
+            decided = await self.service.decide(user, request_id, approve, reason or None)
+        except SignInRequired as exc:
+            return approval_card(
+                view, own, actionable=True, message=exc.user_message, signin_url=exc.url
+            )
+        except ElevateError as exc:
+            log.info("teams.decision_refused", request=request_id, error=type(exc).__name__)
+            current = await self._current_view(request_id) or view
+            return approval_card(current, own, actionable=True, message=exc.user_message)
         return approval_card(decided, own, actionable=True)
 
     async def _request_submitted(self, user: ChatUser, action: payloads.CardAction) -> Card:
@@ -251,7 +248,12 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
             )
             await turn_context.send_activity(card_activity(message_card(PRIVATE_SIGNIN)))
             return
-        await turn_context.send_activity(card_activity(reply_card(reply)))
+        sent = await turn_context.send_activity(card_activity(reply_card(reply)))
+        notice = reply.as_notice()
+        if notice.kind == "submitted" and notice.subject_id and sent is not None and sent.id:
+            # "Request sent" is updated with the approval cards (its Cancel button goes).
+            where = CardRef(Platform.TEAMS, str(raw["conversation"]["id"]), sent.id)
+            await self.service.remember_requester_message(notice.subject_id, where)
 
     # --- errors -------------------------------------------------------------------------------
 

@@ -183,12 +183,13 @@ class TeamsNotifier:
 
     async def notify_user(
         self, user: Principal, notice: Notice, chat_user: ChatUser | None = None
-    ) -> None:
-        """A card in the person's 1:1 chat."""
+    ) -> CardRef | None:
+        """A card in the person's 1:1 chat; where it landed."""
         chat = await self._reachable(user)
         if chat is None:
-            return
-        await self._post(chat, await self._notice_card(notice, user), who=user.label)
+            return None
+        posted = await self._post(chat, await self._notice_card(notice, user), who=user.label)
+        return CardRef(Platform.TEAMS, chat.conversation.id, posted) if posted else None
 
     async def notify_admins(self, notice: Notice) -> None:
         """A new thread in the admin channel (when ``ELEVATE_TEAMS_ADMIN_CHANNEL`` is set)."""

@@ -117,6 +117,10 @@ async def test_request_signs_in_resumes_and_approval_updates_every_copy(bot: Tea
     for other in ((await bot.cards_to(CAROL))[-1], (await bot.channel_posts(APPROVALS))[-1]):
         assert other["method"] == "PUT"
         assert "Approved by Bob Approver" in texts(card_of(other))
+    # Alice's "Request sent" is updated too: the decision shows, its Cancel button is gone.
+    [sent] = [a for a in await bot.cards_to(ALICE) if a["method"] == "PUT"]
+    assert "Approved by Bob Approver" in texts(card_of(sent))
+    assert "actions" not in card_of(sent)
 
     await bot.wait_for(lambda: has_text(bot, ALICE, "You are now a local administrator"))
     assert await has_text(bot, ALICE, "Sign out of Windows")
