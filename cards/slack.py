@@ -196,15 +196,18 @@ def _view_rows(view: RequestView) -> list[tuple[str, str]]:
     return rows
 
 
-def approval_blocks(view: RequestView, *, actionable: bool) -> list[Block]:
+def approval_blocks(
+    view: RequestView, *, actionable: bool, own_request: bool = False
+) -> list[Block]:
     """The approval message: requester, duration, stage, reason, state; Approve / Deny buttons
-    while ``actionable`` (decided copies show who decided what and when, and no buttons)."""
+    while ``actionable`` (decided copies show who decided what and when, and no buttons).
+    ``own_request``: the requester's copy (their "Request sent", updated with the cards)."""
     rows = _view_rows(view)
     reason = next(v for label, v in rows if label == "Reason")
     note = next((v for label, v in rows if label == "Approver's note"), None)
     short = [(label, v) for label, v in rows if label not in ("Reason", "Approver's note")]
     blocks: list[Block] = [
-        {"type": "header", "text": plain(title(view), HEADER_TEXT_MAX)},
+        {"type": "header", "text": plain(title(view, own=own_request), HEADER_TEXT_MAX)},
         {"type": "section", "fields": [_labelled(k, v, FIELD_TEXT_MAX) for k, v in short]},
         {"type": "section", "text": _labelled("Reason", reason, SECTION_TEXT_MAX)},
     ]

@@ -243,13 +243,13 @@ def invoke_response(card: Card) -> dict[str, Any]:
 # --- approval cards -----------------------------------------------------------------------------
 
 
-def _request_body(view: RequestView) -> list[dict[str, Any]]:
+def _request_body(view: RequestView, *, own: bool = False) -> list[dict[str, Any]]:
     color = _STATE_COLOR.get(view.state)
     status: dict[str, Any] = _text(status_line(view), literal=True)
     status["spacing"] = "small"
     if color:
         status["color"] = color
-    return [_heading(title(view)), status, _facts(facts(view))]
+    return [_heading(title(view, own=own)), status, _facts(facts(view))]
 
 
 def approval_card(
@@ -259,15 +259,17 @@ def approval_card(
     *,
     message: str | None = None,
     signin_url: str | None = None,
+    own_request: bool = False,
 ) -> Card:
     """The approvers' card: the request, where it stands, and Approve / Deny while it is pending.
+    ``own_request``: the requester's copy (their "Request sent", updated with the cards).
 
     ``refresh_user_ids`` (Teams user ids of its approvers) go into ``refresh`` while the card is
     actionable; ``message`` (e.g. "already approved by …") shows under the facts, with a
     "Sign in with Microsoft" button when ``signin_url`` is given.
     """
     pending = actionable and view.state == "pending"
-    body = _request_body(view)
+    body = _request_body(view, own=own_request)
     if message:
         body.append(_text(message, color="attention"))
     buttons: list[dict[str, Any]] = []

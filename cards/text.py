@@ -22,10 +22,10 @@ def when(dt: datetime | None) -> str:
     return dt.strftime("%a %d %b %H:%M UTC") if dt else "—"
 
 
-def title(view: RequestView) -> str:
-    """The card's heading."""
-    what = "Extension request" if view.kind == "update" else "Local admin request"
-    return f"{what} from {view.requester.label}"
+def title(view: RequestView, *, own: bool = False) -> str:
+    """The card's heading (``own``: the requester's copy)."""
+    what = "extension request" if view.kind == "update" else "local admin request"
+    return f"Your {what}" if own else f"{what.capitalize()} from {view.requester.label}"
 
 
 def status_line(view: RequestView) -> str:

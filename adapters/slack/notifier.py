@@ -89,7 +89,9 @@ class SlackNotifier:
                     ts=ref.message_id,
                     text=blocks.approval_text(view),
                     blocks=blocks.approval_blocks(
-                        view, actionable=view.state == "pending" and ref.purpose == "approval"
+                        view,
+                        actionable=view.state == "pending" and ref.purpose == "approval",
+                        own_request=ref.purpose == "requester",
                     ),
                 )
             except SlackApiError as exc:

@@ -165,7 +165,12 @@ class TeamsNotifier:
                 refresh = [
                     i for i in [teams_id(await self.conversations.stored(ref.recipient_id))] if i
                 ]
-            card = approval_card(view, refresh, actionable=ref.purpose == "approval")
+            card = approval_card(
+                view,
+                refresh,
+                actionable=ref.purpose == "approval",
+                own_request=ref.purpose == "requester",
+            )
             reference = await self.conversations.for_conversation(ref.conversation_id)
             try:
                 await self.adapter.update_in(reference, ref.message_id, card_activity(card))

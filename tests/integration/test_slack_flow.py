@@ -103,6 +103,7 @@ async def test_command_reaches_approvers_approve_updates_all_copies_and_tells_ev
         [sent] = [m for m in await bot.received(ALICE) if "Request sent" in m["history"][0]["text"]]
         assert sent["versions"] == 2
         assert action_ids(sent) == []
+        assert "Your local admin request" in all_text(sent)
         assert "Approved by Bob Approver" in all_text(sent)
 
         async def granted() -> bool:

@@ -119,6 +119,7 @@ async def test_request_signs_in_resumes_and_approval_updates_every_copy(bot: Tea
         assert "Approved by Bob Approver" in texts(card_of(other))
     # Alice's "Request sent" is updated too: the decision shows, its Cancel button is gone.
     [sent] = [a for a in await bot.cards_to(ALICE) if a["method"] == "PUT"]
+    assert "Your local admin request" in texts(card_of(sent))
     assert "Approved by Bob Approver" in texts(card_of(sent))
     assert "actions" not in card_of(sent)
 

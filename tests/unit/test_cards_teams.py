@@ -250,3 +250,14 @@ def test_a_request_sent_after_a_sign_in_looks_like_one_sent_at_once() -> None:
     info = Reply(kind="info", text="Nothing pending.", view=_view()).as_notice()
     assert (info.kind, info.actions) == ("info", ())
     assert _buttons(notice_card(info)) == {}
+
+
+def test_the_requesters_copy_is_titled_as_their_own() -> None:
+    """The requester's updated "Request sent" reads "Your local admin request" (no buttons);
+    the approvers' copies name the requester."""
+    view = _view(state="approved", decided_by="Bob")
+    own = approval_card(view, [], actionable=False, own_request=True)
+    theirs = approval_card(view, [], actionable=True)
+    assert own["body"][0]["text"] == "Your local admin request"
+    assert theirs["body"][0]["text"] == "Local admin request from Alice Requester"
+    assert _buttons(own) == {}
