@@ -120,16 +120,19 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
             return _invoke(message_card(BAD_BUTTON, kind="error"))
         if user is None:
             return _invoke(message_card(GENERIC_ERROR, kind="error"))
-        return _invoke(await self.card_action(user, action))
+        return _invoke(await self.card_action(user, action, message=_card_message(raw)))
 
     # --- card actions -------------------------------------------------------------------------
 
-    async def card_action(self, user: ChatUser, action: payloads.CardAction) -> Card:
-        """Run a button's verb as ``user``; the card that replaces the clicked one."""
+    async def card_action(
+        self, user: ChatUser, action: payloads.CardAction, *, message: CardRef | None = None
+    ) -> Card:
+        """Run a button's verb as ``user``; the card that replaces the clicked one (the
+        ``message`` holding it, when known)."""
         try:
             verb = action.verb
             if verb == actions.REQUEST_SUBMIT:
-                return await self._request_submitted(user, action)
+                return await self._request_submitted(user, action, message)
             if verb == actions.CANCEL:
                 return reply_card(await self.service.run(user, Cancel()))
             if verb == actions.RELEASE:
@@ -176,8 +179,11 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
             return approval_card(current, own, actionable=True, message=exc.user_message)
         return approval_card(decided, own, actionable=True)
 
-    async def _request_submitted(self, user: ChatUser, action: payloads.CardAction) -> Card:
-        """The request form's "Send request": check it, then request (or show what to fix)."""
+    async def _request_submitted(
+        self, user: ChatUser, action: payloads.CardAction, message: CardRef | None
+    ) -> Card:
+        """The request form's "Send request": check it, then request (or show what to fix).
+        The form's message becomes the requester's "Request sent", updated with the cards."""
         try:  # the limits of the sender's own policy
             policy = await self.service.policy(await self.service.identify(user))
         except SignInRequired as exc:
@@ -206,6 +212,9 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
                 duration=form.duration,
                 justification=form.justification,
             )
+        notice = reply.as_notice()
+        if message is not None and notice.kind == "submitted" and notice.subject_id:
+            await self.service.remember_requester_message(notice.subject_id, message)
         return reply_card(reply)
 
     async def _current_view(self, request_id: str) -> RequestView | None:
@@ -292,3 +301,15 @@ async def _answer_invoke(turn_context: TurnContext, card: Card) -> None:
     await turn_context.send_activity(
         Activity(type=ActivityTypes.invoke_response, value=_invoke(card))
     )
+
+
+def _card_message(raw: Mapping[str, Any]) -> CardRef | None:
+    """The message holding the card an invoke came from (``replyToId``), when given."""
+    conversation = raw.get("conversation")
+    conversation_id = conversation.get("id") if isinstance(conversation, dict) else None
+    message_id = raw.get("replyToId")
+    if not (isinstance(conversation_id, str) and conversation_id):
+        return None
+    if not (isinstance(message_id, str) and message_id):
+        return None
+    return CardRef(Platform.TEAMS, conversation_id, message_id)

@@ -240,6 +240,19 @@ async def test_request_form_validates_in_the_card(bot: TeamsHarness) -> None:
     assert tracked.duration_iso == "PT4H"
     assert tracked.justification == "updating the GPU driver"
 
+    # The form's message became "Request sent": cancelling updates it (no Cancel button left).
+    await bot.say(ALICE, "cancel")
+
+    async def form_message_updated() -> bool:
+        return any(
+            a["method"] == "PUT"
+            and "Your local admin request" in texts(card_of(a))
+            and "actions" not in card_of(a)
+            for a in await bot.cards_to(ALICE)
+        )
+
+    await bot.wait_for(form_message_updated, track=False)
+
 
 async def test_markdown_and_html_in_a_justification_show_literally(bot: TeamsHarness) -> None:
     """A justification full of markdown and HTML reaches the approvers escaped, unaltered."""
