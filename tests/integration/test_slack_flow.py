@@ -41,6 +41,15 @@ async def _cards(bot: SlackHarness) -> list[dict[str, Any]]:
     return [m for m in await bot.messages() if actions.APPROVE in str(m["history"][0]["blocks"])]
 
 
+async def _wait_for_cards(bot: SlackHarness, count: int) -> None:
+    """Until ``count`` approval messages are out (the tracker runs meanwhile)."""
+
+    async def posted() -> bool:
+        return len(await _cards(bot)) == count
+
+    await bot.wait_for(posted)
+
+
 async def _request_via_signin(bot: SlackHarness) -> str:
     """Alice requests 2h, signs in from the button, the command resumes; the request id."""
     answer = await bot.command(ALICE, "2h fixing the printer driver")
@@ -69,10 +78,7 @@ async def test_command_reaches_approvers_approve_updates_all_copies_and_tells_ev
     async with start_slack_bot(sandbox, tmp_path) as bot:
         request_id = await _request_via_signin(bot)
 
-        async def three_cards() -> bool:
-            return len(await _cards(bot)) == 3
-
-        await bot.wait_for(three_cards)
+        await _wait_for_cards(bot, 3)
         cards = await _cards(bot)
         assert {c["recipient_upn"] for c in cards} == {BOB, CAROL, None}
         assert {c["channel"] for c in cards} >= {APPROVER_CHANNEL}
@@ -136,10 +142,7 @@ async def test_deny_takes_the_reason_from_the_modal(
         await bot.link(CAROL)
         await _request_via_signin(bot)
 
-        async def cards_posted() -> bool:
-            return len(await _cards(bot)) == 3
-
-        await bot.wait_for(cards_posted)
+        await _wait_for_cards(bot, 3)
         channel_card = next(c for c in await _cards(bot) if c["channel"] == APPROVER_CHANNEL)
         await bot.click(CAROL, channel_card, actions.DENY)
         await bot.settle()
@@ -177,10 +180,7 @@ async def test_status_and_cancel(
     async with start_slack_bot(sandbox, tmp_path) as bot:
         await _request_via_signin(bot)
 
-        async def cards_posted() -> bool:
-            return len(await _cards(bot)) == 3
-
-        await bot.wait_for(cards_posted)
+        await _wait_for_cards(bot, 3)
         await bot.command(ALICE, "status", channel="it-admins")
         await bot.settle()
         status = await _latest_to(bot, ALICE, "response_url")
@@ -210,10 +210,7 @@ async def test_the_request_message_cancels_with_its_button(
     async with start_slack_bot(sandbox, tmp_path) as bot:
         await _request_via_signin(bot)
 
-        async def cards_posted() -> bool:
-            return len(await _cards(bot)) == 3
-
-        await bot.wait_for(cards_posted)
+        await _wait_for_cards(bot, 3)
         sent = next(m for m in await bot.received(ALICE) if "Request sent" in all_text(m))
         assert not sent["ephemeral"]
         assert action_ids(sent) == [actions.CANCEL]
@@ -355,10 +352,7 @@ async def test_a_request_nobody_decides_expires_on_every_copy(
     async with start_slack_bot(sandbox, tmp_path) as bot:
         await _request_via_signin(bot)
 
-        async def cards_posted() -> bool:
-            return len(await _cards(bot)) == 3
-
-        await bot.wait_for(cards_posted)
+        await _wait_for_cards(bot, 3)
 
         def past_the_deadline() -> None:
             sandbox.state.clock.advance(timedelta(days=1, minutes=1))
