@@ -30,14 +30,15 @@ from tests.integration.conftest import _FormFields, sandbox_ssl_context
 async def poll_until(
     check: Callable[[], Awaitable[bool] | bool],
     *,
-    step: Callable[[], Awaitable[None]],
+    step: Callable[[], Awaitable[None]] | None = None,
     timeout: float,
 ) -> None:
-    """Run ``step``, then ``check``, every 0.1 s until ``check()`` holds; AssertionError after
-    ``timeout`` seconds."""
+    """Run ``step`` (if any), then ``check``, every 0.1 s until ``check()`` holds;
+    AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        await step()
+        if step is not None:
+            await step()
         result = check()
         if not isinstance(result, bool):
             result = await result
@@ -121,11 +122,7 @@ class BotHarness:
         track: bool = True,
     ) -> None:
         """Run tracker passes until ``check()`` holds (bounded)."""
-
-        async def step() -> None:
-            if track:
-                await self.components.tracker.run_once()
-
+        step = self.components.tracker.run_once if track else None
         await poll_until(check, step=step, timeout=timeout)
 
     def advance_sandbox_clock(self, **delta: float) -> None:

@@ -9,7 +9,6 @@ The bot's clock is the wall clock too, so both agree on "now" without moving any
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from sandbox.graph.entitlement import seed_assignment
 from sandbox.server import ThreadedSandbox
 from sandbox.tenant import Tenant, demo_tenant
 from tests.fakes import FakeNotifier
+from tests.integration.bot_harness import poll_until
 
 ALICE = "alice@contoso.test"
 BOB = "bob@contoso.test"
@@ -92,16 +92,7 @@ def to_admins(notifier: FakeNotifier, kind: str) -> list[Notice]:
 
 async def until(check: Callable[[], Awaitable[bool] | bool], *, timeout: float = 15.0) -> None:
     """Poll ``check`` every 100 ms until it holds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
+    await poll_until(check, timeout=timeout)
 
 
 async def sleep_until(moment: datetime) -> None:
