@@ -384,13 +384,18 @@ def mount_front_ends(app: web.Application, components: Components, fanout: FanOu
         log.warning("server.no_front_end", hint="set ELEVATE_SLACK_* or ELEVATE_TEAMS_APP_ID")
 
 
-def settle_heap() -> None:
-    """Collect once, then freeze what start-up loaded (modules, SDK classes, settings): the
-    garbage collector stops walking it, so a full collection later takes a few milliseconds
-    instead of tens of them, which would otherwise land on whichever Slack or Teams answer is
-    being made at that moment."""
-    gc.collect()
-    gc.freeze()
+def settle_heap_after_start(app: web.Application) -> None:
+    """As ``app``'s last start-up step (after the front ends' own, such as Teams' signing-key
+    fetch), collect once, then freeze what start-up loaded (modules, SDK classes, settings):
+    the garbage collector stops walking it, so a full collection later takes a few
+    milliseconds instead of tens of them, which would otherwise land on whichever Slack or
+    Teams answer is being made at that moment.  Call once the front ends are mounted."""
+
+    async def settle(_: web.Application) -> None:
+        gc.collect()
+        gc.freeze()
+
+    app.on_startup.append(settle)
 
 
 async def start_server(settings: Settings) -> tuple[Components, web.AppRunner]:
@@ -399,7 +404,7 @@ async def start_server(settings: Settings) -> tuple[Components, web.AppRunner]:
     components = await build_components(settings, fanout)
     app = make_app(components)
     mount_front_ends(app, components, fanout)
-    settle_heap()
+    settle_heap_after_start(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()

@@ -159,7 +159,12 @@ async def elevate_app(env: dict[str, str], tmp: Path, *, front_end: str) -> web.
 
     from adapters.logs import configure_logging
     from adapters.notify import FanOutNotifier
-    from adapters.server import build_components, make_app, mount_front_ends, settle_heap
+    from adapters.server import (
+        build_components,
+        make_app,
+        mount_front_ends,
+        settle_heap_after_start,
+    )
     from bot.config import load_settings
 
     log_file = (tmp / "elevate.log").open("w")
@@ -178,7 +183,7 @@ async def elevate_app(env: dict[str, str], tmp: Path, *, front_end: str) -> web.
     components = await build_components(settings, fanout)
     app = make_app(components, run_tracker=False)
     mount_front_ends(app, components, fanout)
-    settle_heap()
+    settle_heap_after_start(app)
 
     async def close(_: web.Application) -> None:
         await components.close()

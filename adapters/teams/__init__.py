@@ -17,7 +17,6 @@ Microsoft 365 Agents SDK touches nothing else.  The parts:
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,20 +59,12 @@ class TeamsFrontEnd:
     tasks: AfterAnswers
 
     async def start(self, _app: web.Application) -> None:
-        """Fetch the channel's signing keys before the first request (failures are logged),
-        then freeze the heap built at start-up out of the garbage collector's reach.
-
-        The SDKs loaded by then (msgraph, kiota, botbuilder, SQLAlchemy) make ~150,000 objects;
-        a full collection scanning them stalls the event loop ~100 ms, i.e. every request
-        queued behind it.  Frozen objects are never scanned (``gc.freeze``); everything made
-        later is collected as usual.
-        """
+        """Fetch the channel's signing keys before the first request (failures are logged).
+        The heap built by then is frozen afterwards (``adapters.server``'s last start-up step)."""
         try:
             await self.keys.prefetch()
         except Exception as exc:  # not fatal: the first request retries
             log.warning("teams.keys_prefetch_failed", error=type(exc).__name__)
-        gc.collect()
-        gc.freeze()
 
     async def drain(self, _app: web.Application) -> None:
         """``on_shutdown``: let background turns finish briefly, then cancel the rest."""
