@@ -736,7 +736,7 @@ class ElevateService:
         now = self.clock.now()
         if not final:  # an earlier stage approved: the next stage's approvers get cards
             await self._audit_decision(
-                chat_user, tracked, approver, approve, reason, now, len(policy.stages)
+                chat_user, tracked, approver, approve, reason, now, len(policy.stages), final
             )
             tracked = await self.store.update_request_state(
                 tracked.request_id,
@@ -771,7 +771,7 @@ class ElevateService:
                 return self.view(tracked)
             raise AlreadyDecided(self._already_text(tracked))
         await self._audit_decision(
-            chat_user, tracked, approver, approve, reason, now, len(policy.stages)
+            chat_user, tracked, approver, approve, reason, now, len(policy.stages), final
         )
         view = self.view(tracked, stage_count=len(policy.stages))
         await self.update_all_cards(tracked, view)
@@ -806,8 +806,10 @@ class ElevateService:
         reason: str,
         now: datetime,
         stage_count: int,
+        final: bool,
     ) -> None:
-        """Audit and count a decision that took effect (never a losing double click)."""
+        """Audit and count a decision that took effect (never a losing double click);
+        ``final``: it decided the request (not only one of its stages)."""
         await self._audit_act(
             "approve" if approve else "deny",
             approver,
@@ -817,7 +819,6 @@ class ElevateService:
             detail={"reason": reason, "stage": tracked.stage_index, "stages": stage_count},
             at=now,
         )
-        final = not approve or tracked.stage_index >= stage_count - 1
         outcome = "denied" if not approve else "approved" if final else "stage-approved"
         self.metrics.decisions.labels(outcome).inc()
         if final:  # the time to the request's decision, not to an earlier stage's
@@ -886,10 +887,10 @@ class ElevateService:
                 verb = "approved" if done.review_result.lower().startswith("approve") else "denied"
                 raise AlreadyDecided(f"This request was already {verb} by {done.reviewed_by_name}.")
             raise AlreadyDecided("This request is no longer waiting for a decision.")
+        position = stages.index(current)
         try:
             await self.entitlements.decide_stage(approver.id, graph_id, current.id, approve, reason)
         except GraphForbidden as exc:
-            position = stages.index(current)
             text = (
                 f"You are not an approver of this request's current stage "
                 f"({position + 1} of {len(policy.stages)})."
@@ -911,7 +912,7 @@ class ElevateService:
                 )
                 raise AlreadyDecided(f"This request was already {verb} by {who}.") from exc
             raise
-        return not approve or stages.index(current) >= len(policy.stages) - 1
+        return not approve or position >= len(policy.stages) - 1
 
     async def _decide_in_bot(
         self, tracked: TrackedRequest, policy: Policy, approver: Principal, approve: bool
