@@ -295,12 +295,10 @@ class CoreRoutes:
             if self.on_resumed is not None:
                 await self.on_resumed(result, reply)
             else:
-                notice = reply.as_notice()
                 landed = await self.c.notifier.notify_user(
-                    result.principal, notice, result.chat_user
+                    result.principal, reply.as_notice(), result.chat_user
                 )
-                if landed is not None and notice.kind == "submitted" and notice.subject_id:
-                    await self.c.service.remember_requester_message(notice.subject_id, landed)
+                await self.c.service.remember_requester_message(reply, landed)
         except Exception:  # a background task: log, never lose silently
             log.exception("signin.resume_failed")
 

@@ -149,20 +149,25 @@ class Reply:
     justification_required: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def sent_request_id(self) -> str | None:
+        """The request this answer says was just sent (waiting for a decision), if any."""
+        view = self.view
+        return view.request_id if self.kind == "ok" and view and view.state == "pending" else None
+
     def as_notice(self) -> Notice:
         """This answer delivered as a message (after a sign-in, or kept in the DM): a request
         just sent is a ``submitted`` notice with its Cancel button."""
-        view = self.view
-        if self.kind == "ok" and view is not None and view.state == "pending":
+        if request_id := self.sent_request_id:
             return Notice(
                 kind="submitted",
                 text=self.text,
-                view=view,
+                view=self.view,
                 facts=self.facts,
                 actions=("cancel",),
-                subject_id=view.request_id,
+                subject_id=request_id,
             )
-        return Notice(kind=self.kind, text=self.text, view=view, facts=self.facts)
+        return Notice(kind=self.kind, text=self.text, view=self.view, facts=self.facts)
 
 
 class Notifier(Protocol):

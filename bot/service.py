@@ -569,10 +569,12 @@ class ElevateService:
             tracked.request_id, f"cards:{stage.index}", send, resume_before=resume_before
         )
 
-    async def remember_requester_message(self, request_id: str, ref: CardRef) -> None:
-        """Remember the requester's "Request sent" message: it is updated with every copy of
-        the approval card (its Cancel button goes once the request is decided)."""
-        await self._remember_cards(request_id, [replace(ref, purpose="requester")])
+    async def remember_requester_message(self, reply: Reply, where: CardRef | None) -> None:
+        """When ``reply`` says a request was just sent, remember where that message landed:
+        it is updated with every copy of the approval card (its Cancel button goes once the
+        request is decided)."""
+        if where is not None and (request_id := reply.sent_request_id):
+            await self._remember_cards(request_id, [replace(where, purpose="requester")])
 
     async def _remember_cards(self, request_id: str, refs: list[CardRef]) -> None:
         for ref in refs:

@@ -161,8 +161,7 @@ class SlackWork:
             # not only ephemerally.
             notice = replace(reply.as_notice(), kind=dm_kind)
             landed = await front.notifier.dm(cmd.sender.user_id, notice)
-            if dm_kind == "submitted":
-                await front.service.remember_requester_message(reply.view.request_id, landed)
+            await front.service.remember_requester_message(reply, landed)
             if cmd.channel_id == await front.people.dm_channel(cmd.sender.user_id):
                 return  # typed in that DM: the message just posted is the answer
         await front.tell(cmd.sender, cmd.response_url, reply)

@@ -212,9 +212,7 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
                 duration=form.duration,
                 justification=form.justification,
             )
-        notice = reply.as_notice()
-        if message is not None and notice.kind == "submitted" and notice.subject_id:
-            await self.service.remember_requester_message(notice.subject_id, message)
+        await self.service.remember_requester_message(reply, message)
         return reply_card(reply)
 
     async def _current_view(self, request_id: str) -> RequestView | None:
@@ -258,11 +256,9 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
             await turn_context.send_activity(card_activity(message_card(PRIVATE_SIGNIN)))
             return
         sent = await turn_context.send_activity(card_activity(reply_card(reply)))
-        notice = reply.as_notice()
-        if notice.kind == "submitted" and notice.subject_id and sent is not None and sent.id:
-            # "Request sent" is updated with the approval cards (its Cancel button goes).
+        if sent is not None and sent.id:  # "Request sent" is updated with the approval cards
             where = CardRef(Platform.TEAMS, str(raw["conversation"]["id"]), sent.id)
-            await self.service.remember_requester_message(notice.subject_id, where)
+            await self.service.remember_requester_message(reply, where)
 
     # --- errors -------------------------------------------------------------------------------
 

@@ -126,6 +126,10 @@ class FakeService:
         self.calls.append("policy")
         raise RuntimeError("the policy store is on fire")
 
+    async def remember_requester_message(self, reply: Reply, where: Any) -> None:
+        """Nothing here is a request just sent: nothing to remember."""
+        assert reply.sent_request_id is None
+
 
 @dataclass
 class Components:
